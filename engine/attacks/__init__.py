@@ -1,0 +1,16 @@
+"""Gradient-inversion attacks: find the images (and labels) behind a leaked update.
+
+    attack = create_attack("dlg", iterations=500)
+    for step in attack.steps(leak):      # an AttackStep per iteration; stop whenever you like
+        ...
+"""
+
+from .inversion import GradientInversion, Settings
+from .presets import PRESETS, create_attack
+from .stages import backpropagate, compare, dummy_gradient, make_dummy
+from .step import AttackStep
+
+__all__ = [
+    "AttackStep", "GradientInversion", "PRESETS", "Settings", "create_attack",
+    "make_dummy", "dummy_gradient", "compare", "backpropagate",
+]

@@ -1,0 +1,253 @@
+"""Gradient inversion as one loop over the four DLG stages, with the knobs the papers turn.
+
+DLG and Inverting Gradients are presets of `GradientInversion` (see `presets.py`): they differ
+only in the optimiser, the gradient distance, the regularisers and the constraints. The attack
+is a generator of `AttackStep`s, so a caller can draw each step, or stop whenever it likes:
+
+    attack = GradientInversion(Settings(optimiser="lbfgs", distance="l2"))
+    for step in attack.steps(leak):
+        ...          # break at any time: nothing keeps running
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Generator, Iterator, Literal
+
+import torch
+
+from ..labels import counts_to_labels, idlg_label, label_candidates
+from ..leakage import Leak
+from ..objectives import create_distance
+from ..regularisers import create_regulariser
+from .lbfgs import CompactLBFGS
+from .stages import backpropagate, compare, dummy_gradient, make_dummy
+from .step import AttackStep
+
+LabelMode = Literal["true", "recovered", "joint"]
+
+__all__ = ["Settings", "GradientInversion"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that makes one gradient-inversion attack differ from another."""
+
+    optimiser: Literal["lbfgs", "adam"] = "lbfgs"
+    distance: str = "l2"  # a name in engine.objectives.DISTANCES
+    regularisers: tuple[tuple[str, float], ...] = ()  # (name in REGULARISERS, weight)
+    lr: float = 1.0  # L-BFGS: unit step; Adam: its learning rate
+    iterations: int = 300  # gradient evaluations per restart
+    restarts: int = 1
+    labels: LabelMode = "recovered"
+    init: str = "grey"  # dummy start, see stages.make_dummy
+    sigmoid_steps: int = 0  # optimise sigmoid(z) for this many evaluations, then raw pixels
+    signed: bool = False  # step on the sign of the gradient (Inverting Gradients)
+    box: bool = False  # clamp the dummies to [0, 1] after every step
+    schedule: tuple[float, ...] = ()  # fractions of the run where the learning rate drops 10x
+    history: int = 100  # L-BFGS curvature pairs
+    tolerance: float = 0.0  # a restart stops once its loss is below this; the attack too
+    time_limit: float = 0.0  # seconds for the whole attack; 0 = none
+    seed: int = 0
+    stages: bool = False  # also yield after the gradient and compare stages
+
+
+class _Restart:
+    """The variables of one restart: pixels (raw or behind a sigmoid) and, jointly, label logits."""
+
+    def __init__(self, leak: Leak, settings: Settings, labels: torch.Tensor | None, generator: torch.Generator):
+        images = make_dummy(leak, settings.init, generator)  # Stage 1, (n, C, H, W)
+        self.shape = images.shape
+        self.sigmoid = settings.sigmoid_steps > 0
+        pixels = torch.logit(images.clamp(1e-4, 1 - 1e-4)) if self.sigmoid else images
+        parts = [pixels.flatten()]
+        self.labels = labels
+        if labels is None:  # joint: optimise label logits too, as the original DLG
+            logits = torch.randn((leak.num_images, leak.num_classes), generator=generator).to(images.device)
+            parts.append(logits.flatten())
+        self.variables = torch.cat(parts)
+        self.num_classes = leak.num_classes
+
+    def unpack(self, variables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (n, C, H, W), targets (n,) or (n, K)) from the flat variable vector."""
+        count = math.prod(self.shape)
+        pixels = variables[:count].view(self.shape)
+        images = torch.sigmoid(pixels) if self.sigmoid else pixels
+        if self.labels is not None:
+            return images, self.labels
+        return images, variables[count:].view(self.shape[0], self.num_classes).softmax(dim=1)
+
+    def to_raw_pixels(self) -> None:
+        """Leave the sigmoid: the same images, now as raw pixels."""
+        count = math.prod(self.shape)
+        self.variables = self.variables.clone()
+        self.variables[:count] = torch.sigmoid(self.variables[:count])
+        self.sigmoid = False
+
+
+class GradientInversion:
+    """Find dummy images whose update matches the leaked one (and, optionally, their labels)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.distance = create_distance(settings.distance)
+        self.regularisers = [(create_regulariser(name), weight) for name, weight in settings.regularisers]
+
+    def __repr__(self) -> str:
+        return f"GradientInversion({self.settings})"
+
+    def label_plans(self, leak: Leak, true_labels: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The labels each restart assumes: the truth, the recovered candidates, or None (joint)."""
+        mode = self.settings.labels
+        if mode == "true":
+            if true_labels is None:
+                raise ValueError("labels='true' needs the true labels (an attacker who knows them)")
+            return [true_labels.sort().values]
+        if mode == "joint":
+            return [None]
+        if leak.num_images == 1:
+            return [torch.tensor([idlg_label(leak)])]
+        return [counts_to_labels(c) for c in label_candidates(leak, limit=max(1, self.settings.restarts))]
+
+    def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
+        """Drain the attack; the last step holds the best reconstruction."""
+        step = None
+        for step in self.steps(leak, true_labels):
+            pass
+        assert step is not None
+        return step
+
+    def steps(self, leak: Leak, true_labels: torch.Tensor | None = None) -> Iterator[AttackStep]:
+        """Yield a step per iteration (and per stage if `settings.stages`); the last one is `done`."""
+        s = self.settings
+        start = time.perf_counter()
+        device = next(iter(leak.params.values())).device
+        plans = self.label_plans(leak, None if true_labels is None else true_labels.to(device))
+        best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        reason = f"finished {s.restarts} restart(s) of {s.iterations} iterations"
+        for restart in range(s.restarts):
+            labels = plans[restart % len(plans)]
+            generator = torch.Generator().manual_seed(s.seed * 1000 + restart)
+            state = _Restart(leak, s, None if labels is None else labels.to(device), generator)
+            run = self._restart(leak, state, restart, start, best)
+            try:
+                while True:
+                    yield next(run)
+            except StopIteration as end:
+                loss, images, targets, why = end.value
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, images, targets)
+            if why:
+                reason = why
+                break
+        if best is None:
+            best = (float("nan"), state.unpack(state.variables)[0].detach(), state.unpack(state.variables)[1].detach())
+        loss, images, targets = best
+        yield AttackStep(
+            iteration=s.iterations, stage="done", restart=restart, loss=loss, best_loss=loss,
+            images=images.clamp(0, 1), labels=targets, seconds=time.perf_counter() - start, done=True, reason=reason,
+        )
+
+    def _restart(
+        self, leak: Leak, state: _Restart, restart: int, start: float, best: tuple | None
+    ) -> Generator[AttackStep, None, tuple[float, torch.Tensor, torch.Tensor, str]]:
+        """One restart. Returns (loss, images, targets, reason to end the whole attack or "")."""
+        s = self.settings
+        best_loss = math.inf if best is None else best[0]
+
+        def snapshot(iteration: int, stage: str, loss: float, variables: torch.Tensor) -> AttackStep:
+            images, targets = state.unpack(variables.detach())
+            return AttackStep(
+                iteration, stage, restart, loss, min(best_loss, loss), images.clamp(0, 1), targets,
+                time.perf_counter() - start,
+            )
+
+        def evaluate(variables: torch.Tensor, iteration: int):
+            """Stages 2-4 at `variables`: (loss, dD/dvariables)."""
+            variables = variables.detach().requires_grad_()
+            images, targets = state.unpack(variables)
+            dummy = dummy_gradient(leak, images, targets)  # Stage 2
+            if s.stages:
+                yield snapshot(iteration, "gradient", math.nan, variables)
+            loss = compare(dummy, leak, self.distance)  # Stage 3
+            for regulariser, weight in self.regularisers:
+                loss = loss + weight * regulariser(images)
+            if s.stages:
+                yield snapshot(iteration, "compare", float(loss), variables)
+            gradient = backpropagate(loss, variables)  # Stage 4 (the optimiser does the rest)
+            return float(loss.detach()), gradient
+
+        yield snapshot(0, "dummy", math.nan, state.variables)
+        variables = state.variables
+        loss, gradient = yield from evaluate(variables, 0)
+        optimiser = self._optimiser(variables)
+        iteration = 0
+        while iteration < s.iterations:
+            if s.time_limit and time.perf_counter() - start > s.time_limit:
+                return loss, *state.unpack(variables.detach()), f"time limit of {s.time_limit:g} s reached"
+            if state.sigmoid and iteration >= s.sigmoid_steps:
+                state.variables = variables
+                state.to_raw_pixels()
+                variables = state.variables
+                loss, gradient = yield from evaluate(variables, iteration)
+                optimiser = self._optimiser(variables)
+            if isinstance(optimiser, CompactLBFGS):
+                variables, loss, gradient, evaluations = yield from self._lbfgs_step(
+                    optimiser, variables, loss, gradient, iteration, evaluate
+                )
+                iteration += evaluations
+            else:
+                variables, loss, gradient = yield from self._adam_step(optimiser, variables, gradient, iteration, evaluate)
+                iteration += 1
+            if not math.isfinite(loss):
+                return loss, *state.unpack(variables.detach()), (
+                    f"the gradient distance became {loss} at iteration {iteration}: the run diverged "
+                    "(try a smaller learning rate or fewer iterations)"
+                )
+            yield snapshot(iteration, "update", loss, variables)
+            if loss < s.tolerance:
+                images, targets = state.unpack(variables.detach())
+                return loss, images, targets, f"converged: gradient distance {loss:.2e} below {s.tolerance:g}"
+        images, targets = state.unpack(variables.detach())
+        return loss, images, targets, ""
+
+    def _optimiser(self, variables: torch.Tensor):
+        s = self.settings
+        if s.optimiser == "lbfgs":
+            return CompactLBFGS(s.history)
+        variables = variables.detach().requires_grad_()
+        adam = torch.optim.Adam([variables], lr=s.lr)
+        milestones = [int(f * s.iterations) for f in s.schedule]
+        return adam, torch.optim.lr_scheduler.MultiStepLR(adam, milestones=milestones, gamma=0.1)
+
+    def _lbfgs_step(self, lbfgs: CompactLBFGS, variables, loss, gradient, iteration, evaluate):
+        """One L-BFGS step with a unit step length; a step that makes the loss non-finite or 10x
+        larger is halved (up to 8 times) instead of searched for."""
+        direction = lbfgs.direction(gradient)
+        t = self.settings.lr if len(lbfgs) else self.settings.lr * min(1.0, 1.0 / float(gradient.abs().sum()))
+        evaluations = 0
+        for _ in range(8):
+            candidate = variables + t * direction
+            new_loss, new_gradient = yield from evaluate(candidate, iteration + evaluations)
+            evaluations += 1
+            if math.isfinite(new_loss) and new_loss <= 10 * loss + 1e-12:
+                break
+            t /= 2
+        if math.isfinite(new_loss):
+            lbfgs.update(candidate - variables, new_gradient - gradient)
+        return candidate.detach(), new_loss, new_gradient, evaluations
+
+    def _adam_step(self, optimiser, variables, gradient, iteration, evaluate):
+        """One (signed) Adam step on the dummies, then the box constraint."""
+        adam, scheduler = optimiser
+        parameter = adam.param_groups[0]["params"][0]
+        parameter.grad = gradient.sign() if self.settings.signed else gradient
+        adam.step()
+        scheduler.step()
+        if self.settings.box:
+            with torch.no_grad():
+                parameter.clamp_(0, 1)
+        loss, gradient = yield from evaluate(parameter, iteration + 1)
+        return parameter.detach(), loss, gradient

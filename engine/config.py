@@ -1,0 +1,250 @@
+"""Experiment configuration: nested frozen dataclasses that round-trip to JSON.
+
+One `Config` describes one run: which images leak (data), through which model (model) and
+protocol (leak), and which attack reconstructs them (attack). The loader is generic: it walks
+`dataclasses.fields` with their type hints, so a new section is just a new dataclass field.
+
+    cfg = with_overrides(load_config("run.json"), ["data.batch_size=4", "attack.name=ig"])
+    assert from_json(to_json(cfg)) == cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that the schema does not accept; the message names the dotted key."""
+
+
+def _require(ok: bool, rule: str, value: Any) -> None:
+    """Raise `ConfigError(f"{rule}, got {value!r}")` unless `ok`; `rule` starts with the key's name."""
+    if not ok:
+        raise ConfigError(f"{rule}, got {value!r}")
+
+
+# -----------------------------------------------------------------------------
+# sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["mnist", "fashion_mnist", "lfw_faces", "cifar10"] = "mnist"
+    batch_size: int = 1  # images per client
+    clients: int = 1  # clients whose updates the server averages
+    split: Literal["iid", "dirichlet", "shards"] = "iid"  # how images are dealt to clients
+    alpha: float = 0.5  # Dirichlet concentration (split="dirichlet")
+    shards_per_client: int = 2  # label-sorted shards per client (split="shards")
+    indices: Optional[tuple[int, ...]] = None  # explicit images (overrides seed choice)
+    classes: Optional[tuple[int, ...]] = None  # draw only these classes
+    unique_labels: bool = False  # no label repeated within a client batch
+    root: Optional[str] = None  # torchvision data root; None = bundled assets
+    download: bool = False  # let torchvision download into root
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size must be >= 1", self.batch_size)
+        _require(self.clients >= 1, "clients must be >= 1", self.clients)
+        _require(self.alpha > 0, "alpha must be > 0", self.alpha)
+        _require(self.shards_per_client >= 1, "shards_per_client must be >= 1", self.shards_per_client)
+        for key in ("indices", "classes"):
+            chosen = getattr(self, key)
+            ok = chosen is None or (len(chosen) > 0 and min(chosen) >= 0)
+            _require(ok, f"{key} must be null or a non-empty list of numbers >= 0", chosen)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Literal["lenet", "convnet", "mlp", "resnet"] = "lenet"
+    width: int = 0  # 0 = the architecture's default width
+    train_steps: int = 0  # >0: train on the bundled train sample first
+    train_lr: float = 0.05  # SGD learning rate for that training
+
+    def __post_init__(self) -> None:
+        _require(self.width >= 0, "width must be >= 0", self.width)
+        _require(self.train_steps >= 0, "train_steps must be >= 0", self.train_steps)
+        _require(self.train_lr > 0, "train_lr must be > 0", self.train_lr)
+
+
+@dataclass(frozen=True)
+class LeakConfig:
+    protocol: Literal["fedsgd", "fedavg"] = "fedsgd"  # what the server sees: one gradient, or a weight delta
+    local_steps: int = 1  # FedAvg local SGD steps E
+    local_lr: float = 0.1  # FedAvg local learning rate
+    local_batch_size: int = 0  # 0 = the whole client batch per step
+
+    def __post_init__(self) -> None:
+        _require(self.local_steps >= 1, "local_steps must be >= 1", self.local_steps)
+        _require(self.local_lr > 0, "local_lr must be > 0", self.local_lr)
+        _require(self.local_batch_size >= 0, "local_batch_size must be >= 0", self.local_batch_size)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    name: Literal["dlg", "idlg", "ig"] = "dlg"
+    iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
+    restarts: int = 1  # independent random initialisations; the best is kept
+    labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
+    lr: Optional[float] = None  # None = the preset's
+    distance: Optional[str] = None  # None = the preset's gradient distance
+    tv: Optional[float] = None  # total-variation weight; None = the preset's
+    time_limit: float = 0.0  # seconds; 0 = no limit
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 1, "iterations must be >= 1", self.iterations)
+        _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
+        _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)
+        _require(self.tv is None or self.tv >= 0, "tv must be null or >= 0", self.tv)
+        _require(self.time_limit >= 0, "time_limit must be >= 0", self.time_limit)
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0  # seeds image choice, model init and attack init
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda if available
+    threads: int = 1  # CPU threads for torch
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    leak: LeakConfig = field(default_factory=LeakConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed must be >= 0", self.seed)
+        _require(self.threads >= 1, "threads must be >= 1", self.threads)
+
+
+# -----------------------------------------------------------------------------
+# generic loader
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(tp: Any) -> str:
+    """A type as a reader of the JSON would name it: 'int', 'one of ...', 'list of int', 'section'."""
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return "an object (section)"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, path: str, nullable: bool = False) -> Any:
+    """Check `value` (decoded JSON) against the type hint `tp`; return it in the dataclass's type."""
+    origin, args = get_origin(tp), get_args(tp)
+    error = ConfigError(f"{path}: expected {_describe(tp)}{' or null' if nullable else ''}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise error
+        return from_dict(tp, value, path)
+    if origin in (Union, types.UnionType):  # Optional[X] only
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"{path}: unsupported type {tp}; use Optional[X]")
+        return None if value is None else _convert(inner[0], value, path, nullable=True)
+    if origin is Literal:
+        if not any(value == a and type(value) is type(a) for a in args):
+            raise error
+        return value
+    if origin is tuple:
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{path}: unsupported type {tp}; use tuple[X, ...]")
+        if not isinstance(value, (list, tuple)):
+            raise error
+        return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:  # accept an int; reject nan/inf, which JSON cannot hold
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"{path}: unsupported type {tp}")
+    if not ok:
+        raise error
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
+    """Build dataclass `cls` from decoded JSON; absent keys take their defaults. Raises `ConfigError`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected an object (section), got {data!r}")
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            section = f"section '{path}'" if path else "the top level"
+            raise ConfigError(f"unknown key '{_join(path, key)}'; known keys in {section}: {', '.join(known)}")
+    kwargs = {key: _convert(hints[key], data[key], _join(path, key)) for key in known if key in data}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # a range check in __post_init__ names the key within its section
+        raise ConfigError(_join(path, str(err))) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict of a config (tuples stay tuples; `json` writes them as lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: Any) -> str:
+    """JSON text of a config, indented by 2."""
+    return json.dumps(to_dict(cfg), indent=2)
+
+
+def from_json(text: str) -> Config:
+    """Parse a `Config` from JSON text; keys left out take their defaults."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config is not valid JSON: {err}") from None
+    return from_dict(Config, data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a `Config` from a JSON file; errors name the file."""
+    try:
+        return from_json(Path(path).read_text())
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _parse_value(raw: str) -> Any:
+    """'8' -> 8, '0.1' -> 0.1, 'true' -> True, 'null' -> None, '[1,2]' -> [1, 2], 'mnist' -> 'mnist'."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
+    """A copy of `cfg` with each "section.key=value" applied; value is JSON if it parses, else a string."""
+    data = to_dict(cfg)
+    for item in overrides:
+        dotted, sep, raw = item.partition("=")
+        keys = dotted.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            if node.get(key) is None:  # an unknown section is then rejected by from_dict
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{'.'.join(keys[: depth + 1])}' is a value, not a section")
+        node[keys[-1]] = _parse_value(raw.strip())
+    return from_dict(type(cfg), data)

@@ -1,0 +1,110 @@
+"""Labels from the gradient: the server reads them off the last layer before any optimisation.
+
+For a linear last layer z = W h + b under the batch-mean cross-entropy,
+
+    dL/db = (1/n) sum_i (softmax(z_i) - onehot(y_i))                                  # Eq. (1)
+    dL/dW = (1/n) sum_i (softmax(z_i) - onehot(y_i)) h_i^T                            # Eq. (2)
+
+iDLG (Zhao, Mopuri & Bilen 2020): with one image, only the true class has a negative entry in
+Eq. (1), and, when the features h are non-negative (sigmoid, ReLU), a negative row sum in Eq. (2).
+
+Batch counts, in the line of LLG (Wainakh et al. 2022) and iLRG (Ma et al. 2023): solve Eq. (1)
+for the number of images of each class,
+
+    count_c = n * (mean_softmax_c - dL/db_c)                                          # Eq. (3)
+
+where mean_softmax is not observed: it is estimated from the model's output on random dummy
+inputs. Rounding the estimate can go wrong for the few classes whose softmax moves with the
+input, so `label_candidates` also lists the nearest other multisets; an attack tries each and
+keeps the one whose gradient fits best (a wrong multiset leaves a high gradient loss).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch.func import functional_call
+
+from .leakage import Leak
+
+__all__ = ["last_layer", "idlg_label", "estimate_counts", "label_candidates", "counts_to_labels", "recover_labels"]
+
+
+def last_layer(leak: Leak) -> tuple[torch.Tensor, torch.Tensor]:
+    """The aggregated update of the classifier: weight (K, D) and bias (K,), as gradients."""
+    names = list(leak.update)
+    weight, bias = leak.update[names[-2]], leak.update[names[-1]]
+    if bias.dim() != 1 or weight.dim() != 2 or weight.shape[0] != bias.shape[0]:
+        raise ValueError("label recovery needs a model that ends in a linear layer with a bias")
+    scale = leak.gradient_scale
+    return weight / scale, bias / scale
+
+
+def idlg_label(leak: Leak) -> int:
+    """iDLG: the class whose last-layer row has a negative sum (one image, non-negative features)."""
+    if leak.num_images != 1:
+        raise ValueError(f"iDLG reads the label of a single image; this leak holds {leak.num_images}")
+    weight, _ = last_layer(leak)
+    return int(weight.sum(dim=1).argmin())
+
+
+@torch.no_grad()
+def mean_softmax(leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0) -> torch.Tensor:
+    """Estimate of the batch's mean softmax: the model's mean output on random binary images."""
+    device = next(iter(leak.params.values())).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    probe = (torch.rand((samples, *leak.image_shape), generator=generator) < density).float().to(device)
+    logits = functional_call(leak.model, leak.params, (probe,))  # (samples, K)
+    return logits.softmax(dim=1).mean(dim=0)  # (K,)
+
+
+def estimate_counts(leak: Leak, samples: int = 64, seed: int = 0) -> torch.Tensor:
+    """Eq. (3) before rounding: a real-valued count per class, (K,)."""
+    _, bias = last_layer(leak)
+    return leak.num_images * (mean_softmax(leak, samples, seed=seed) - bias.cpu())
+
+
+def round_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
+    """Integer counts summing to `total`: clip at 0, floor, hand the rest out by largest remainder."""
+    clipped = estimate.clamp(min=0)
+    counts = clipped.floor().long()
+    missing = total - int(counts.sum())
+    if missing > 0:
+        order = (clipped - counts).argsort(descending=True)
+        counts[order[:missing]] += 1
+    while int(counts.sum()) > total:  # too many: take from the class that exceeds its estimate most
+        counts[int((counts - clipped).argmax())] -= 1
+    return counts
+
+
+def label_candidates(leak: Leak, limit: int = 4, samples: int = 64, seed: int = 0) -> list[torch.Tensor]:
+    """Up to `limit` count vectors (K,), most likely first: the rounded estimate, then the
+    multisets one move away (one image from class a to class b) ranked by squared distance to
+    the real-valued estimate."""
+    estimate = estimate_counts(leak, samples, seed)
+    best = round_counts(estimate, leak.num_images)
+    if leak.num_images == 1:
+        return [best]
+    moves = []
+    for a, b in itertools.permutations(range(len(best)), 2):
+        if best[a] > 0:
+            other = best.clone()
+            other[a] -= 1
+            other[b] += 1
+            moves.append((float(((other - estimate) ** 2).sum()), other))
+    moves.sort(key=lambda m: m[0])
+    return [best] + [counts for _, counts in moves[: limit - 1]]
+
+
+def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
+    """(K,) counts -> (n,) sorted labels, one per dummy image."""
+    return torch.repeat_interleave(torch.arange(len(counts)), counts)
+
+
+def recover_labels(leak: Leak) -> torch.Tensor:
+    """The attacker's best single guess of the batch's labels, (n,) sorted: iDLG for one image,
+    rounded counts (Eq. 3) for a batch."""
+    if leak.num_images == 1:
+        return torch.tensor([idlg_label(leak)])
+    return counts_to_labels(label_candidates(leak, limit=1)[0])
