@@ -1,0 +1,157 @@
+"""One experiment from one `Config`: the protocol as a script.
+
+    setup = prepare(config)          # clients pick their batches, the server's model, the leak
+    attack = make_attack(config)     # the attacker's preset and knobs
+    for step in attack.steps(setup.leak, setup.attacker_labels): ...
+    result = finish(setup, step)     # scored against the truth the attacker never saw
+
+`run` does all of it; the CLI, the app and the tests call the same functions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .attacks import AttackStep, GradientInversion, create_attack
+from .config import Config
+from .data import Batch, ImageSet, load_dataset, sample_client_batches, select_batch, to_model_input
+from .device import resolve_device, set_threads
+from .leakage import Leak, leak_update
+from .metrics import Evaluation, evaluate
+from .models import create_model, train_model
+
+__all__ = ["Setup", "Result", "prepare", "make_attack", "finish", "run", "model_input_shape"]
+
+
+def model_input_shape(dataset: str) -> tuple[int, int]:
+    """(channels, size) the victim models take for a data set: colour CIFAR at 32, the rest grey 28."""
+    return (3, 32) if dataset == "cifar10" else (1, 28)
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """Everything that exists before the attack starts: the clients' batches, the model, the leak."""
+
+    config: Config
+    dataset: ImageSet
+    clients: tuple[Batch, ...]
+    model: nn.Module
+    leak: Leak
+    device: torch.device
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All clients' images in client order, (n, C, H, W), as the model took them."""
+        channels, size = model_input_shape(self.config.data.dataset)
+        return to_model_input(torch.cat([b.images for b in self.clients]), channels, size)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """All clients' labels, (n,)."""
+        return torch.cat([b.labels for b in self.clients])
+
+    @property
+    def attacker_labels(self) -> Optional[torch.Tensor]:
+        """The labels handed to the attacker only under the 'true labels' threat model."""
+        return self.labels if self.config.attack.labels == "true" else None
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """A finished attack, scored."""
+
+    evaluation: Evaluation
+    reconstruction: torch.Tensor  # (n, C, H, W), matched to the originals' order
+    labels: torch.Tensor  # (n,) labels the attacker ended with
+    originals: torch.Tensor  # (n, C, H, W)
+    true_labels: torch.Tensor  # (n,)
+    seconds: float  # wall time of the attack itself
+    iterations: int
+    reason: str
+
+    def metrics(self) -> dict:
+        """What `metrics.json` holds."""
+        return {
+            "psnr": self.evaluation.psnr,
+            "ssim": self.evaluation.ssim,
+            "mse": self.evaluation.mse,
+            "label_accuracy": self.evaluation.label_accuracy,
+            "seconds": self.seconds,
+            "iterations": self.iterations,
+            "per_image_psnr": list(self.evaluation.per_image_psnr),
+            "reason": self.reason,
+        }
+
+
+def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
+    """Clients draw their batches, the server builds (and optionally pre-trains) its model, and
+    one round of FedSGD or FedAvg produces the leak."""
+    set_threads(config.threads)
+    device = resolve_device(config.device)
+    data = config.data
+    if dataset is None:
+        dataset = load_dataset(data.dataset, "test", root=data.root, download=data.download)
+    if data.indices is not None or data.clients == 1:
+        clients = [
+            select_batch(dataset, data.batch_size, config.seed, data.indices, data.classes, data.unique_labels)
+        ]
+    else:
+        clients = sample_client_batches(
+            dataset, data.clients, data.batch_size, data.split, data.alpha, config.seed, data.classes,
+            data.shards_per_client,
+        )
+    channels, size = model_input_shape(data.dataset)
+    model = create_model(config.model.name, channels, size, dataset.num_classes, config.model.width, config.seed, device)
+    if config.model.train_steps > 0:
+        train = load_dataset(data.dataset, "train", root=data.root, download=data.download)
+        train_model(
+            model, to_model_input(train.images, channels, size).to(device), train.labels.to(device),
+            config.model.train_steps, config.model.train_lr, seed=config.seed,
+        )
+    leak = leak_update(
+        model,
+        [(to_model_input(b.images, channels, size).to(device), b.labels.to(device)) for b in clients],
+        config.leak.protocol, config.leak.local_steps, config.leak.local_lr, config.leak.local_batch_size,
+    )
+    return Setup(config, dataset, tuple(clients), model, leak, device)
+
+
+def make_attack(config: Config, **overrides) -> GradientInversion:
+    """The attack the config names, with its knobs; `overrides` set any other `Settings` field."""
+    a = config.attack
+    knobs = dict(iterations=a.iterations, restarts=a.restarts, labels=a.labels, time_limit=a.time_limit, seed=config.seed)
+    if a.lr is not None:
+        knobs["lr"] = a.lr
+    if a.distance is not None:
+        knobs["distance"] = a.distance
+    if a.tv is not None:
+        knobs["regularisers"] = (("tv", a.tv),) if a.tv > 0 else ()
+    return create_attack(a.name, **{**knobs, **overrides})
+
+
+def finish(setup: Setup, step: AttackStep) -> Result:
+    """Score the attack's last step against the truth."""
+    labels = step.labels if step.labels.dim() == 1 else step.labels.argmax(dim=1)
+    originals = setup.images.cpu()
+    evaluation = evaluate(step.images.cpu(), originals, labels.cpu(), setup.labels.cpu())
+    order = torch.tensor(evaluation.order)
+    return Result(
+        evaluation, step.images.cpu()[order], labels.cpu()[order], originals, setup.labels.cpu(),
+        step.seconds, step.iteration, step.reason,
+    )
+
+
+def run(config: Config, on_step: Optional[Callable[[AttackStep], None]] = None) -> Result:
+    """Prepare, attack to the end (calling `on_step` for every step), score."""
+    setup = prepare(config)
+    step = None
+    for step in make_attack(config).steps(setup.leak, setup.attacker_labels):
+        if on_step is not None:
+            on_step(step)
+    assert step is not None
+    return finish(setup, step)
