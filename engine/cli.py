@@ -1,0 +1,125 @@
+"""The command line: `python -m engine example-config` and `python -m engine run`.
+
+    python -m engine example-config > my.json                  # the default: DLG on one bundled MNIST digit
+    python -m engine run my.json --set data.batch_size=4 --out runs/b4
+
+`run` calls the same functions as the app and the tests (`prepare`, `make_attack`, `finish`,
+`save_run`). Bad input ends with one line `error: ...` and exit code 2; Ctrl-C stops the attack,
+keeps what it has (reason "stopped by user") and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import Config, ConfigError, from_json, to_json, with_overrides
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine", description="Gradient Inversion Lab: leak a federated update and invert it."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    overrides = dict(action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="change one setting, e.g. data.batch_size=4 (JSON value or plain string); repeatable")
+    example = commands.add_parser("example-config", help="print the default config as JSON")
+    example.add_argument("--set", dest="overrides", **overrides)
+    run = commands.add_parser("run", help="run one attack and write config.json, metrics.json, reconstruction.png")
+    run.add_argument("config", nargs="?", type=Path, help="a config JSON file (default: the example config)")
+    run.add_argument("--set", dest="overrides", **overrides)
+    run.add_argument("--out", required=True, type=Path, help="folder for the three output files")
+    return parser
+
+
+def _load(path: Optional[Path], overrides: Sequence[str]) -> Config:
+    """The config file (or the default) with the overrides applied. Raises ConfigError or OSError."""
+    config = Config()
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            config = from_json(path.read_text())
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    return with_overrides(config, overrides)
+
+
+def _attack(setup, config: Config):
+    """Run the attack under a progress bar; returns (last step or None, stopped by the user?)."""
+    from tqdm import tqdm
+
+    from .experiment import make_attack
+
+    a = config.attack
+    steps = make_attack(config).steps(setup.leak, setup.attacker_labels)
+    step, stopped = None, False
+    with tqdm(total=a.restarts * a.iterations, desc=a.name, unit="it", file=sys.stderr) as bar:
+        try:
+            for step in steps:
+                if step.done:  # the summary step: the bar stays where the attack really stopped
+                    continue
+                position = min(bar.total, step.restart * a.iterations + step.iteration)
+                bar.set_postfix(loss=f"{step.loss:.3g}", best=f"{step.best_loss:.3g}", refresh=False)
+                bar.update(position - bar.n)
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            steps.close()  # nothing of the attack keeps running
+    return step, stopped
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The `run` command: load, prepare, attack, score, save, summarise."""
+    config = _load(args.config, args.overrides)
+    # Imported here so that `example-config` and bad-input errors answer without loading torch.
+    from .experiment import finish, prepare
+    from .report import save_config, save_run
+
+    setup = prepare(config)
+    save_config(config, args.out)  # first, so even a stopped run says what it was
+    step, stopped = _attack(setup, config)
+    if step is None:  # stopped before the first step: only the config exists
+        print(f"stopped by user before the attack began; config in {args.out / 'config.json'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if stopped:
+        step = replace(step, done=True, reason="stopped by user")
+    result = finish(setup, step)
+    save_run(args.out, setup, result)
+    e = result.evaluation
+    labels = "n/a" if e.label_accuracy is None else f"{e.label_accuracy:.0%}"
+    print(
+        f"PSNR {e.psnr:.1f} dB, SSIM {e.ssim:.3f}, labels {labels}, {result.seconds:.2f} s, "
+        f"{result.iterations} iterations ({result.reason}) -> {args.out}/ "
+        "(config.json, metrics.json, reconstruction.png)"
+    )
+    return EXIT_INTERRUPTED if stopped else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse `argv` (default: sys.argv[1:]), run the command, return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "example-config":
+            print(to_json(with_overrides(Config(), args.overrides)))
+            return 0
+        return _run(args)
+    except BrokenPipeError:  # e.g. `example-config | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError) as err:  # ConfigError is a ValueError; so are the data's checks
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # outside the attack (loading, scoring, writing): nothing worth keeping
+        print("stopped by user", file=sys.stderr)
+        return EXIT_INTERRUPTED
