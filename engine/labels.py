@@ -21,6 +21,8 @@ keeps the one whose gradient fits best (a wrong multiset leaves a high gradient 
 
 from __future__ import annotations
 
+import heapq
+import math
 import itertools
 
 import torch
@@ -59,6 +61,15 @@ def mean_softmax(leak: Leak, samples: int = 64, density: float = 0.2, seed: int 
     return logits.softmax(dim=1).mean(dim=0)  # (K,)
 
 
+@torch.no_grad()
+def softmax_spread(leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0) -> torch.Tensor:
+    """How much each class's softmax moves with the input: its standard deviation over the probes, (K,)."""
+    device = next(iter(leak.params.values())).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    probe = (torch.rand((samples, *leak.image_shape), generator=generator) < density).float().to(device)
+    return functional_call(leak.model, leak.params, (probe,)).softmax(dim=1).std(dim=0).cpu()  # (K,)
+
+
 def estimate_counts(leak: Leak, samples: int = 64, seed: int = 0) -> torch.Tensor:
     """Eq. (3) before rounding: a real-valued count per class, (K,)."""
     _, bias = last_layer(leak)
@@ -74,27 +85,40 @@ def round_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
         order = (clipped - counts).argsort(descending=True)
         counts[order[:missing]] += 1
     while int(counts.sum()) > total:  # too many: take from the class that exceeds its estimate most
-        counts[int((counts - clipped).argmax())] -= 1
+        excess = torch.where(counts > 0, counts - clipped, torch.tensor(-math.inf))
+        counts[int(excess.argmax())] -= 1
     return counts
 
 
 def label_candidates(leak: Leak, limit: int = 4, samples: int = 64, seed: int = 0) -> list[torch.Tensor]:
-    """Up to `limit` count vectors (K,), most likely first: the rounded estimate, then the
-    multisets one move away (one image from class a to class b) ranked by squared distance to
-    the real-valued estimate."""
+    """The `limit` integer count vectors (K,) summing to n most consistent with Eq. (3), most likely
+    first. The estimate is least sure for the classes whose softmax moves with the input, so each
+    class's squared error is weighed by the inverse of its spread (a Mahalanobis distance with a
+    diagonal covariance); a best-first search from the rounded estimate, one move (an image from
+    class a to class b) at a time, lists the nearest multisets."""
     estimate = estimate_counts(leak, samples, seed)
-    best = round_counts(estimate, leak.num_images)
-    if leak.num_images == 1:
-        return [best]
-    moves = []
-    for a, b in itertools.permutations(range(len(best)), 2):
-        if best[a] > 0:
-            other = best.clone()
-            other[a] -= 1
-            other[b] += 1
-            moves.append((float(((other - estimate) ** 2).sum()), other))
-    moves.sort(key=lambda m: m[0])
-    return [best] + [counts for _, counts in moves[: limit - 1]]
+    start = round_counts(estimate, leak.num_images)
+    variance = (leak.num_images * softmax_spread(leak, samples, seed=seed)) ** 2 + 0.05
+
+    def cost(counts: torch.Tensor) -> float:
+        return float(((counts - estimate) ** 2 / variance).sum())
+
+    frontier = [(cost(start), tuple(start.tolist()))]
+    seen = {frontier[0][1]}
+    found: list[tuple[float, tuple[int, ...]]] = []
+    while frontier and len(found) < 4 * limit:  # search wider than asked, then keep the cheapest
+        found.append(heapq.heappop(frontier))
+        counts = found[-1][1]
+        for a, b in itertools.permutations(range(len(counts)), 2):
+            if counts[a] > 0:
+                other = list(counts)
+                other[a] -= 1
+                other[b] += 1
+                key = tuple(other)
+                if key not in seen:
+                    seen.add(key)
+                    heapq.heappush(frontier, (cost(torch.tensor(other)), key))
+    return [torch.tensor(counts) for _, counts in sorted(found)[:limit]]
 
 
 def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:

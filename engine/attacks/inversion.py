@@ -26,6 +26,7 @@ from .lbfgs import CompactLBFGS
 from .stages import backpropagate, compare, dummy_gradient, make_dummy
 from .step import AttackStep
 
+GUARD = 1.0
 LabelMode = Literal["true", "recovered", "joint"]
 
 __all__ = ["Settings", "GradientInversion"]
@@ -43,7 +44,7 @@ class Settings:
     restarts: int = 1
     labels: LabelMode = "recovered"
     init: str = "grey"  # dummy start, see stages.make_dummy
-    sigmoid_steps: int = 0  # optimise sigmoid(z) for this many evaluations, then raw pixels
+    sigmoid_steps: int = 0  # batches of 2+: optimise sigmoid(z) for this many evaluations, then raw pixels
     signed: bool = False  # step on the sign of the gradient (Inverting Gradients)
     box: bool = False  # clamp the dummies to [0, 1] after every step
     schedule: tuple[float, ...] = ()  # fractions of the run where the learning rate drops 10x
@@ -52,6 +53,8 @@ class Settings:
     time_limit: float = 0.0  # seconds for the whole attack; 0 = none
     seed: int = 0
     stages: bool = False  # also yield after the gradient and compare stages
+    label_candidates: int = 4  # recovered labels: multisets to try (engine.labels.label_candidates)
+    label_probe: int = 100  # evaluations each candidate runs before they are ranked; 0 = no probe
 
 
 class _Restart:
@@ -60,7 +63,7 @@ class _Restart:
     def __init__(self, leak: Leak, settings: Settings, labels: torch.Tensor | None, generator: torch.Generator):
         images = make_dummy(leak, settings.init, generator)  # Stage 1, (n, C, H, W)
         self.shape = images.shape
-        self.sigmoid = settings.sigmoid_steps > 0
+        self.sigmoid = settings.sigmoid_steps > 0 and leak.num_images > 1
         pixels = torch.logit(images.clamp(1e-4, 1 - 1e-4)) if self.sigmoid else images
         parts = [pixels.flatten()]
         self.labels = labels
@@ -79,12 +82,37 @@ class _Restart:
             return images, self.labels
         return images, variables[count:].view(self.shape[0], self.num_classes).softmax(dim=1)
 
+    def project(self, variables: torch.Tensor) -> torch.Tensor:
+        """Clamp the raw pixels to the box [0, 1]; label logits stay free."""
+        count = math.prod(self.shape)
+        return torch.cat([variables[:count].clamp(0, 1), variables[count:]])
+
     def to_raw_pixels(self) -> None:
         """Leave the sigmoid: the same images, now as raw pixels."""
         count = math.prod(self.shape)
         self.variables = self.variables.clone()
         self.variables[:count] = torch.sigmoid(self.variables[:count])
         self.sigmoid = False
+
+
+def _advance(run: Generator, until: int | None):
+    """Forward `run`'s steps until an update reaches iteration `until` (None: to its end).
+    Returns (last step, the run's return value or None if it is still going)."""
+    last = None
+    while True:
+        try:
+            last = next(run)
+        except StopIteration as end:
+            return last, end.value
+        yield last
+        if until is not None and last.stage == "update" and last.iteration >= until:
+            return last, None
+
+
+def _finished(result):
+    """A generator that has already ended with `result`."""
+    return result
+    yield  # pragma: no cover  (makes this a generator function)
 
 
 class GradientInversion:
@@ -109,7 +137,8 @@ class GradientInversion:
             return [None]
         if leak.num_images == 1:
             return [torch.tensor([idlg_label(leak)])]
-        return [counts_to_labels(c) for c in label_candidates(leak, limit=max(1, self.settings.restarts))]
+        limit = max(self.settings.label_candidates, self.settings.restarts)
+        return [counts_to_labels(c) for c in label_candidates(leak, limit=limit)]
 
     def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
         """Drain the attack; the last step holds the best reconstruction."""
@@ -120,42 +149,70 @@ class GradientInversion:
         return step
 
     def steps(self, leak: Leak, true_labels: torch.Tensor | None = None) -> Iterator[AttackStep]:
-        """Yield a step per iteration (and per stage if `settings.stages`); the last one is `done`."""
+        """Yield a step per iteration (and per stage if `settings.stages`); the last one is `done`.
+
+        With recovered labels and several candidate multisets, each candidate first runs for
+        `label_probe` evaluations; the restarts then continue the candidates in order of their loss
+        (a wrong multiset leaves the gradient distance high), so no evaluation is thrown away."""
         s = self.settings
         start = time.perf_counter()
         device = next(iter(leak.params.values())).device
         plans = self.label_plans(leak, None if true_labels is None else true_labels.to(device))
-        best: tuple[float, torch.Tensor, torch.Tensor] | None = None
-        reason = f"finished {s.restarts} restart(s) of {s.iterations} iterations"
-        for restart in range(s.restarts):
-            labels = plans[restart % len(plans)]
-            generator = torch.Generator().manual_seed(s.seed * 1000 + restart)
+
+        def launch(index: int, labels: torch.Tensor | None) -> tuple[_Restart, Generator]:
+            generator = torch.Generator().manual_seed(s.seed * 1000 + index)
             state = _Restart(leak, s, None if labels is None else labels.to(device), generator)
-            run = self._restart(leak, state, restart, start, best)
-            try:
-                while True:
-                    yield next(run)
-            except StopIteration as end:
-                loss, images, targets, why = end.value
-            if math.isfinite(loss) and (best is None or loss < best[0]):
-                best = (loss, images, targets)
-            if why:
-                reason = why
-                break
-        if best is None:
-            best = (float("nan"), state.unpack(state.variables)[0].detach(), state.unpack(state.variables)[1].detach())
-        loss, images, targets = best
+            launched.append(self._restart(leak, state, index, start, best_loss))
+            return state, launched[-1], None
+
+        best_loss = math.inf
+        launched: list[Generator] = []  # every restart started, to close whatever way this ends
+        queue: list[tuple[_Restart, Generator, AttackStep | None]] = []  # (state, run, its last step)
+        try:
+            if len(plans) > 1 and s.label_probe > 0:  # probe every candidate, then rank them
+                probes = []
+                for index, labels in enumerate(plans):
+                    state, run, _ = launch(index, labels)
+                    last, result = yield from _advance(run, s.label_probe)
+                    if result is not None:  # a probe that already ended (converged, diverged, out of time)
+                        run = _finished(result)
+                    probes.append((last.loss if math.isfinite(last.loss) else math.inf, index, (state, run, last)))
+                    if result is not None and result[3] and "converged" not in result[3]:
+                        break  # out of time or diverged: no point probing further
+                probes.sort(key=lambda p: (p[0], p[1]))
+                queue = [entry for _, _, entry in probes]
+            for index in range(len(queue), s.restarts):
+                queue.append(launch(index, plans[index % len(plans)]))
+
+            best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
+            reason = f"finished {s.restarts} restart(s) of {s.iterations} iterations"
+            for restart, (state, run, probed) in enumerate(queue[: s.restarts]):
+                last, result = yield from _advance(run, None)
+                last = last or probed
+                loss, images, targets, why = result
+                if math.isfinite(loss) and (best is None or loss < best[0]):
+                    best = (loss, images, targets, last.iteration)
+                    best_loss = loss
+                if why:
+                    reason = why
+                    break
+            if best is None:  # every restart diverged: show where the last one was
+                images, targets = state.unpack(state.variables.detach())
+                best = (float("nan"), images, targets, last.iteration)
+            loss, images, targets, iteration = best
+        finally:  # stopped early or finished: no restart is left suspended
+            for run in launched:
+                run.close()
         yield AttackStep(
-            iteration=s.iterations, stage="done", restart=restart, loss=loss, best_loss=loss,
+            iteration=iteration, stage="done", restart=restart, loss=loss, best_loss=loss,
             images=images.clamp(0, 1), labels=targets, seconds=time.perf_counter() - start, done=True, reason=reason,
         )
 
     def _restart(
-        self, leak: Leak, state: _Restart, restart: int, start: float, best: tuple | None
+        self, leak: Leak, state: _Restart, restart: int, start: float, best_loss: float
     ) -> Generator[AttackStep, None, tuple[float, torch.Tensor, torch.Tensor, str]]:
         """One restart. Returns (loss, images, targets, reason to end the whole attack or "")."""
         s = self.settings
-        best_loss = math.inf if best is None else best[0]
 
         def snapshot(iteration: int, stage: str, loss: float, variables: torch.Tensor) -> AttackStep:
             images, targets = state.unpack(variables.detach())
@@ -182,36 +239,43 @@ class GradientInversion:
         yield snapshot(0, "dummy", math.nan, state.variables)
         variables = state.variables
         loss, gradient = yield from evaluate(variables, 0)
+        kept = (loss, variables.detach().clone())  # the lowest loss of this restart and where it was
+
+        def result(why: str = "") -> tuple[float, torch.Tensor, torch.Tensor, str]:
+            images, targets = state.unpack(kept[1].detach())
+            return kept[0], images, targets, why
+
         optimiser = self._optimiser(variables)
         iteration = 0
         while iteration < s.iterations:
             if s.time_limit and time.perf_counter() - start > s.time_limit:
-                return loss, *state.unpack(variables.detach()), f"time limit of {s.time_limit:g} s reached"
-            if state.sigmoid and iteration >= s.sigmoid_steps:
+                return result(f"time limit of {s.time_limit:g} s reached")
+            if state.sigmoid and iteration >= s.sigmoid_steps:  # leave the sigmoid: same images, raw pixels
                 state.variables = variables
                 state.to_raw_pixels()
                 variables = state.variables
                 loss, gradient = yield from evaluate(variables, iteration)
+                kept = (loss, variables.detach().clone())  # kept iterates must be in the current parameterisation
                 optimiser = self._optimiser(variables)
             if isinstance(optimiser, CompactLBFGS):
                 variables, loss, gradient, evaluations = yield from self._lbfgs_step(
-                    optimiser, variables, loss, gradient, iteration, evaluate
+                    optimiser, state, variables, loss, gradient, iteration, evaluate
                 )
                 iteration += evaluations
             else:
                 variables, loss, gradient = yield from self._adam_step(optimiser, variables, gradient, iteration, evaluate)
                 iteration += 1
             if not math.isfinite(loss):
-                return loss, *state.unpack(variables.detach()), (
+                return result(
                     f"the gradient distance became {loss} at iteration {iteration}: the run diverged "
                     "(try a smaller learning rate or fewer iterations)"
                 )
+            if loss < kept[0]:
+                kept = (loss, variables.detach().clone())  # Adam updates its tensor in place
             yield snapshot(iteration, "update", loss, variables)
             if loss < s.tolerance:
-                images, targets = state.unpack(variables.detach())
-                return loss, images, targets, f"converged: gradient distance {loss:.2e} below {s.tolerance:g}"
-        images, targets = state.unpack(variables.detach())
-        return loss, images, targets, ""
+                return result(f"converged: gradient distance {loss:.2e} below {s.tolerance:g}")
+        return result()
 
     def _optimiser(self, variables: torch.Tensor):
         s = self.settings
@@ -222,17 +286,19 @@ class GradientInversion:
         milestones = [int(f * s.iterations) for f in s.schedule]
         return adam, torch.optim.lr_scheduler.MultiStepLR(adam, milestones=milestones, gamma=0.1)
 
-    def _lbfgs_step(self, lbfgs: CompactLBFGS, variables, loss, gradient, iteration, evaluate):
+    def _lbfgs_step(self, lbfgs: CompactLBFGS, state, variables, loss, gradient, iteration, evaluate):
         """One L-BFGS step with a unit step length; a step that makes the loss non-finite or 10x
         larger is halved (up to 8 times) instead of searched for."""
         direction = lbfgs.direction(gradient)
-        t = self.settings.lr if len(lbfgs) else self.settings.lr * min(1.0, 1.0 / float(gradient.abs().sum()))
+        t = self.settings.lr if len(lbfgs) else self.settings.lr / max(1.0, float(gradient.abs().max()))
         evaluations = 0
         for _ in range(8):
             candidate = variables + t * direction
+            if self.settings.box and not state.sigmoid:
+                candidate = state.project(candidate)
             new_loss, new_gradient = yield from evaluate(candidate, iteration + evaluations)
             evaluations += 1
-            if math.isfinite(new_loss) and new_loss <= 10 * loss + 1e-12:
+            if math.isfinite(new_loss) and new_loss <= GUARD * loss + 1e-12:
                 break
             t /= 2
         if math.isfinite(new_loss):

@@ -23,7 +23,8 @@ __all__ = ["PRESETS", "create_attack", "dlg", "idlg", "inverting_gradients"]
 
 def dlg(**overrides) -> Settings:
     """Deep Leakage from Gradients, Algorithm 1: match || grad W' - grad W ||^2 with L-BFGS."""
-    return replace(Settings(optimiser="lbfgs", distance="l2", lr=1.0, init="grey", tolerance=1e-9), **overrides)
+    base = Settings(optimiser="lbfgs", distance="l2", lr=1.0, init="grey", sigmoid_steps=800, tolerance=1e-9)
+    return replace(base, **overrides)
 
 
 def idlg(**overrides) -> Settings:
