@@ -232,7 +232,10 @@ def _parse_value(raw: str) -> Any:
 
 
 def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
-    """A copy of `cfg` with each "section.key=value" applied; value is JSON if it parses, else a string."""
+    """A copy of `cfg` with each "section.key=value" applied; value is JSON if it parses, else a string.
+
+    A value that parses as JSON but does not fit its key is tried once more as the plain string, so
+    `attack.labels=true` means the label mode "true", while `data.download=true` stays a bool."""
     data = to_dict(cfg)
     for item in overrides:
         dotted, sep, raw = item.partition("=")
@@ -246,5 +249,15 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
             node = node[key]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{'.'.join(keys[: depth + 1])}' is a value, not a section")
-        node[keys[-1]] = _parse_value(raw.strip())
+        parsed = _parse_value(raw.strip())
+        node[keys[-1]] = parsed
+        if not isinstance(parsed, str):
+            try:
+                from_dict(type(cfg), data)
+            except ConfigError:
+                node[keys[-1]] = raw.strip()
+                try:
+                    from_dict(type(cfg), data)
+                except ConfigError:
+                    node[keys[-1]] = parsed  # neither fits: report the error for the JSON reading
     return from_dict(type(cfg), data)

@@ -258,3 +258,8 @@ def test_future_sections_load_without_loader_changes() -> None:
     assert with_overrides(_FutureConfig(), ["prior.weight=2"]).prior == _PriorConfig(weight=2.0)
     with pytest.raises(ConfigError, match="'defence.wieght'.*name, weight, layers"):
         from_dict(_FutureConfig, {"defence": {"wieght": 1}})
+
+
+def test_an_override_that_reads_as_json_but_names_a_choice_is_taken_as_the_string() -> None:
+    cfg = with_overrides(Config(), ["attack.labels=true", "data.download=true"])
+    assert cfg.attack.labels == "true" and cfg.data.download is True
