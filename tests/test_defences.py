@@ -3,8 +3,31 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from engine.defences import epsilon, noise_for_epsilon
+from engine.attacks import create_attack
+from engine.data import select_batch
+from engine.defences import (
+    add_gaussian_noise, clip_per_example, clip_update, dp_aggregate, dp_sgd_update, epsilon, noise_for_epsilon,
+    with_update,
+)
+from engine.defences.dp import global_norm, per_example_gradients
+from engine.leakage import batch_gradient, leak_update, model_parameters
+from engine.metrics import evaluate
+from engine.models import create_model
+
+
+@pytest.fixture(scope="module")
+def one_digit(mnist):
+    """One bundled digit, DLG's LeNet, and the plain FedSGD leak of that digit."""
+    batch = select_batch(mnist, 1, seed=0)
+    model = create_model("lenet", seed=0)
+    return batch, model, leak_update(model, [(batch.images, batch.labels)])
+
+
+def dlg_psnr(leak, batch) -> float:
+    """PSNR (dB) of DLG's reconstruction after 200 iterations."""
+    return evaluate(create_attack("dlg", iterations=200).run(leak).images, batch.images).psnr
 
 
 # --- accountant ---------------------------------------------------------------------------------
@@ -48,3 +71,100 @@ def test_reverse_accountant_rejects_bad_parameters() -> None:
         noise_for_epsilon(0.0, 0.01, 1000, 1e-5)
     with pytest.raises(ValueError, match="unknown accountant 'gdp'.*rdp, prv"):
         noise_for_epsilon(1.0, 0.01, 1000, 1e-5, "gdp")
+
+
+# --- differential privacy -----------------------------------------------------------------------
+
+
+def test_per_example_gradients_match_one_backward_pass_per_example(mnist, lenet) -> None:
+    batch = select_batch(mnist, 3, seed=2)
+    per_example = per_example_gradients(lenet, batch.images, batch.labels)
+    params = model_parameters(lenet)
+    for i in range(3):
+        oracle = batch_gradient(lenet, params, batch.images[i : i + 1], batch.labels[i : i + 1])
+        for name, g in oracle.items():
+            torch.testing.assert_close(per_example[name][i], g, rtol=1e-4, atol=1e-6)
+
+
+def test_clipping_bounds_every_examples_norm_and_keeps_its_direction() -> None:
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([0.1, 1.0, 5.0, 50.0])
+    grads = {"w": torch.randn(4, 3, 5, generator=g) * scales.view(4, 1, 1), "b": torch.randn(4, 7, generator=g)}
+    clipped = clip_per_example(grads, max_norm=2.0)
+    before, after = global_norm(grads, dim0=True), global_norm(clipped, dim0=True)
+    assert bool((after <= 2.0 + 1e-5).all())
+    small = before <= 2.0
+    torch.testing.assert_close(after[small], before[small])  # inside the ball: untouched
+    torch.testing.assert_close(after[~small], torch.full_like(after[~small], 2.0))  # outside: onto the sphere
+    ratio = clipped["w"] / grads["w"]
+    torch.testing.assert_close(ratio, ratio[:, :1, :1].expand_as(ratio))  # one factor per example
+
+
+def test_noise_has_std_sigma_times_c_and_is_seeded() -> None:
+    zeros = {"w": torch.zeros(200, 500)}
+    noisy = add_gaussian_noise(zeros, noise_multiplier=2.0, max_norm=0.5, generator=torch.Generator().manual_seed(3))
+    assert float(noisy["w"].std()) == pytest.approx(1.0, rel=0.02)  # 100,000 draws: std error ~0.2 %
+    assert abs(float(noisy["w"].mean())) < 0.01
+    again = add_gaussian_noise(zeros, 2.0, 0.5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(noisy["w"], again["w"])
+
+
+def test_dp_sgd_without_noise_or_active_clipping_is_the_plain_mean_gradient(mnist, lenet) -> None:
+    batch = select_batch(mnist, 4, seed=1)
+    plain = batch_gradient(lenet, model_parameters(lenet), batch.images, batch.labels)
+    update = dp_sgd_update(lenet, batch.images, batch.labels, noise_multiplier=0.0, max_norm=1e6)
+    for name, g in plain.items():
+        torch.testing.assert_close(update[name], g, rtol=1e-4, atol=1e-6)
+
+
+def test_dp_fedavg_clips_each_client_then_averages_with_noise_of_std_zs_over_n() -> None:
+    g = torch.Generator().manual_seed(0)
+    updates = [{"w": torch.randn(1000, generator=g) * s} for s in (0.01, 1.0, 10.0)]
+    assert float(global_norm(clip_update(updates[2], 1.0))) == pytest.approx(1.0)
+    torch.testing.assert_close(clip_update(updates[0], 1.0)["w"], updates[0]["w"])
+    clean = dp_aggregate(updates, noise_multiplier=0.0, max_norm=1.0)
+    expected = sum(clip_update(u, 1.0)["w"] for u in updates) / 3
+    torch.testing.assert_close(clean["w"], expected)
+    noisy = dp_aggregate(updates, noise_multiplier=3.0, max_norm=1.0, generator=torch.Generator().manual_seed(1))
+    assert float((noisy["w"] - clean["w"]).std()) == pytest.approx(3.0 * 1.0 / 3, rel=0.1)
+
+
+def test_dlg_beats_the_plain_leak_but_not_strong_dp_noise(one_digit) -> None:
+    batch, model, leak = one_digit
+    assert dlg_psnr(leak, batch) > 25
+    noisy = dp_sgd_update(model, batch.images, batch.labels, 1.0, 1.0, torch.Generator().manual_seed(0))
+    assert dlg_psnr(with_update(leak, noisy), batch) < 12
+
+
+def test_psnr_falls_as_sigma_rises_on_a_fixed_seed(one_digit) -> None:
+    """C = 30 lies above this gradient's norm (about 21.6), so only the noise changes."""
+    batch, model, leak = one_digit
+    curve = []
+    for sigma in (0.0, 1e-4, 1e-2):
+        update = dp_sgd_update(model, batch.images, batch.labels, sigma, 30.0, torch.Generator().manual_seed(0))
+        curve.append(dlg_psnr(with_update(leak, update), batch))
+    assert curve[0] > 25 and curve[2] < 12
+    assert curve[0] > curve[1] > curve[2]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: clip_per_example({"w": torch.ones(2, 3)}, 0.0), "max_norm"),
+        (lambda: clip_update({"w": torch.ones(3)}, -1.0), "max_norm"),
+        (lambda: add_gaussian_noise({"w": torch.ones(3)}, -0.5, 1.0), "noise_multiplier"),
+        (lambda: dp_aggregate([], 1.0, 1.0), "at least one client"),
+    ],
+)
+def test_dp_rejects_bad_parameters(call, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_with_update_rejects_an_update_of_another_model(one_digit) -> None:
+    _, _, leak = one_digit
+    with pytest.raises(ValueError, match="parameter names"):
+        with_update(leak, {"w": torch.zeros(3)})
+    wrong = {name: torch.zeros(2) for name in leak.update}
+    with pytest.raises(ValueError, match="shape"):
+        with_update(leak, wrong)

@@ -1,8 +1,17 @@
 """Defences against gradient inversion, as pure functions on updates, and what they cost.
 
-    epsilon(noise_multiplier=1.0, sample_rate=0.01, steps=1000, delta=1e-5)   # the accountant
+    sigma = noise_for_epsilon(target_epsilon=2.0, sample_rate=0.01, steps=1000, delta=1e-5)
+    noisy = dp_sgd_update(model, images, labels, noise_multiplier=sigma, max_norm=1.0)   # example level
+    mean = dp_aggregate(client_updates, noise_multiplier=sigma, max_norm=1.0)           # client level
+    step = create_attack("dlg").run(with_update(leak, noisy))                           # attack what is left
 """
 
 from .accountant import epsilon, noise_for_epsilon
+from .defended import with_update
+from .dp import add_gaussian_noise, clip_per_example, clip_update, dp_aggregate, dp_sgd_update
 
-__all__ = ["epsilon", "noise_for_epsilon"]
+__all__ = [
+    "epsilon", "noise_for_epsilon",
+    "clip_per_example", "add_gaussian_noise", "dp_sgd_update", "clip_update", "dp_aggregate",
+    "with_update",
+]
