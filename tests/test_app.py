@@ -1,0 +1,163 @@
+"""Every page of the app under Streamlit's AppTest: it runs without an exception, and its key widgets
+change what it shows. Attacks are kept to a few iterations so the file runs in well under two minutes."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = "../app.py"  # AppTest resolves paths relative to this file
+TIMEOUT = 120
+
+
+def open_page(page: str, **query: str) -> AppTest:
+    """The app started from app.py, switched to `page` (e.g. "pages/leak.py"), optionally with a deep link."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in [*at.markdown, *at.success, *at.info, *at.caption])
+
+
+def drain(at: AppTest, done, runs: int = 60) -> None:
+    """Rerun (each run advances a live attack by a slice) until `done(at)`."""
+    for _ in range(runs):
+        if done(at):
+            return
+        at.run()
+        assert not at.exception, at.exception
+    raise AssertionError("the run did not finish")
+
+
+def test_home_shows_story_and_lecture_mode_opens_a_step():
+    at = open_page("pages/home.py")
+    assert at.title[0].value == "Gradient Inversion Lab"
+    assert "The story in five lines" in [s.value for s in at.subheader]
+    at.button(key="home.lecture.2").click().run()  # "DLG, stage by stage"
+    assert not at.exception
+    assert at.title[0].value == "DLG in four stages"
+    assert any("Lecture, step 3" in m.value for m in at.sidebar.markdown)
+    at.sidebar.button(key="lecture.next").click().run()
+    assert at.title[0].value == "Pick a batch and leak it"
+    assert metric(at, "Unknowns (pixels and labels)") == f"{4 * 785:,}"  # that step's preset: 4 images
+
+
+def test_promise_clients_change_what_the_server_averages():
+    at = open_page("pages/promise.py")
+    assert metric(at, "Images behind the server's average") == "1"
+    at.slider(key="w:data.clients").set_value(4).run()
+    at.slider(key="w:data.batch_size").set_value(2).run()
+    assert not at.exception
+    assert metric(at, "Images behind the server's average") == "8"
+    assert metric(at, "Pixels on each phone") == f"{2 * 784:,}"
+
+
+def test_leak_batch_size_changes_the_leak_and_labels_are_recovered():
+    at = open_page("pages/leak.py")
+    assert metric(at, "Unknowns (pixels and labels)") == "785"
+    assert metric(at, "Labels recovered") == "100%"
+    at.slider(key="w:data.batch_size").set_value(4).run()
+    assert not at.exception
+    assert metric(at, "Unknowns (pixels and labels)") == f"{4 * 785:,}"
+    assert metric(at, "Numbers the server sees") == "13,426"  # the update keeps its size
+    at.slider(key="w:data.clients").set_value(3).run()
+    at.radio(key="w:data.split").set_value("dirichlet").run()
+    assert not at.exception
+    assert metric(at, "Unknowns (pixels and labels)") == f"{12 * 785:,}"
+    assert "Which classes each client holds" in texts(at)
+
+
+def test_leak_impossible_batch_is_a_message_not_a_traceback():
+    at = open_page("pages/leak.py")
+    at.multiselect(key="w:data.classesmnist").set_value(["1", "7"]).run()
+    at.checkbox(key="w:data.unique_labels").check().run()
+    at.slider(key="w:data.batch_size").set_value(3).run()  # 3 distinct labels from 2 classes
+    assert not at.exception
+    assert any("distinct labels" in e.value for e in at.error)
+    at.slider(key="w:data.batch_size").set_value(2).run()  # back to a valid batch: the session recovers
+    assert not at.exception and not at.error
+    assert metric(at, "Unknowns (pixels and labels)") == f"{2 * 785:,}"
+
+
+def test_leak_fedavg_switch():
+    at = open_page("pages/leak.py")
+    at.radio(key="w:leak.protocol").set_value("fedavg").run()
+    assert not at.exception
+    assert any("weight change after 1 local steps" in m.value for m in at.markdown)
+    assert at.slider(key="w:leak.local_steps").value == 1
+
+
+def test_dlg_stages_then_iterations_give_a_psnr():
+    at = open_page("pages/dlg.py")
+    assert "Press **Next stage**" in texts(at)
+    at.button(key="dlg.stage").click().run()  # stage 1: the dummy
+    assert metric(at, "Iteration").startswith("0 /")
+    assert any("now" in m.value and "1. Dummy" in m.value for m in at.markdown)
+    at.button(key="dlg.stage").click().run()  # stage 2: its gradient, per layer
+    assert any("Stage 2, per layer" in m.value for m in at.markdown)
+    at.button(key="dlg.stage").click().run()  # stage 3: the distance, per layer
+    assert any("Stage 3, per layer" in m.value for m in at.markdown)
+    at.number_input(key="dlg.n").set_value(5).run()
+    at.button(key="dlg.n_run").click().run()
+    drain(at, lambda a: int(metric(a, "Iteration").split(" /")[0]) >= 5)
+    assert metric(at, "PSNR (higher = closer)").endswith("dB")
+
+
+@pytest.mark.slow
+def test_dlg_runs_one_digit_to_the_end_and_the_film_scrubs():
+    at = open_page("pages/dlg.py")
+    at.button(key="dlg.end").click().run()
+    drain(at, lambda a: len(a.success) > 0)
+    assert "Done:" in at.success[0].value
+    psnr = float(metric(at, "PSNR (higher = closer)").split()[0])
+    assert psnr > 30
+    film = at.slider[0]
+    assert film.label == "Frame"
+    film.set_value(0).run()
+    assert not at.exception
+    assert any("Iteration **0**" in m.value for m in at.markdown)
+
+
+def test_stronger_labels_and_race():
+    at = open_page("pages/stronger.py")
+    assert metric(at, "Recovered") == "100%"
+    at.number_input(key="race.dlg").set_value(20).run()
+    at.number_input(key="race.ig").set_value(20).run()
+    at.button(key="race.go").click().run()
+    drain(at, lambda a: sum("(done)" in m.value for m in a.markdown) == 2)
+    assert any(m.value.startswith("**Inverting Gradients**") and "dB" in m.value for m in at.markdown)
+
+
+def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
+    at = open_page("pages/experiment.py")
+    at.text_area(key="exp.paste").input('{"data": {"batch_size": "two"}}').run()
+    at.button(key="exp.load_text").click().run()
+    assert not at.exception
+    assert "data.batch_size" in at.error[0].value
+    at.text_area(key="exp.paste").input('{"data": {"batch_size": 2}').run()  # not even JSON
+    at.button(key="exp.load_text").click().run()
+    assert "not valid JSON" in at.error[0].value
+    at.text_area(key="exp.paste").input('{"data": {"dataset": "fashion_mnist"}, "attack": {"iterations": 5}}').run()
+    at.button(key="exp.load_text").click().run()
+    assert not at.exception and not at.error
+    assert '"dataset": "fashion_mnist"' in at.code[0].value
+    assert any("data.dataset=fashion_mnist" in c.value for c in at.code)  # the share links follow
+    at.button(key="exp.run").click().run()
+    drain(at, lambda a: any(m.label == "PSNR" for m in a.metric))
+
+
+def test_deep_link_opens_with_its_settings_and_names_a_bad_one():
+    at = open_page("pages/leak.py", **{"data.batch_size": "3", "seed": "minus one"})
+    assert metric(at, "Unknowns (pixels and labels)") == f"{3 * 785:,}"
+    assert any("seed=minus one" in w.value for w in at.warning)
+    assert at.query_params["data.batch_size"] in ("3", ["3"])  # kept in the URL; the bad seed is dropped
+    assert "seed" not in at.query_params
