@@ -9,7 +9,7 @@ from engine.attacks import create_attack
 from engine.data import select_batch
 from engine.defences import (
     add_gaussian_noise, clip_per_example, clip_update, dp_aggregate, dp_sgd_update, epsilon, noise_for_epsilon,
-    with_update,
+    prune_gradient, quantise, sign_compress, top_k, with_update,
 )
 from engine.defences.dp import global_norm, per_example_gradients
 from engine.leakage import batch_gradient, leak_update, model_parameters
@@ -168,3 +168,89 @@ def test_with_update_rejects_an_update_of_another_model(one_digit) -> None:
     wrong = {name: torch.zeros(2) for name in leak.update}
     with pytest.raises(ValueError, match="shape"):
         with_update(leak, wrong)
+
+
+# --- compression --------------------------------------------------------------------------------
+
+
+def count(update) -> int:
+    return sum(u.numel() for u in update.values())
+
+
+def nonzero(update) -> int:
+    return sum(int((u != 0).sum()) for u in update.values())
+
+
+def test_top_k_keeps_the_largest_tenth_and_pays_for_positions(one_digit) -> None:
+    _, _, leak = one_digit
+    sparse, ratio = top_k(leak.update, 0.1)
+    assert count(leak.update) / nonzero(sparse) == pytest.approx(10, rel=0.01)  # values alone: 10x
+    # positions: a bitmap (1 bit per entry) is cheaper than 13-bit indices at 10 %: 32 / (3.2 + 1) = 7.6x
+    assert ratio == pytest.approx(32 / (0.1 * 32 + 1), rel=0.01)
+    for name, u in leak.update.items():
+        kept = sparse[name] != 0
+        torch.testing.assert_close(sparse[name][kept], u[kept])  # kept values are exact
+        assert float(u[~kept].abs().max()) <= float(u[kept].abs().min())  # and they are the largest
+
+
+def test_top_k_of_a_few_entries_codes_positions_as_indices() -> None:
+    update = {"w": torch.arange(1.0, 1025.0)}  # n = 1024: 10-bit indices
+    sparse, ratio = top_k(update, 0.01)  # 11 kept: 11 * (32 + 10) bits < 32 * 11 + 1024
+    assert nonzero(sparse) == 11 and float(sparse["w"][-11:].min()) == 1014.0
+    assert ratio == pytest.approx(32 * 1024 / (11 * 42))
+
+
+def test_pruning_zeroes_the_smallest_fraction(one_digit) -> None:
+    _, _, leak = one_digit
+    pruned, ratio = prune_gradient(leak.update, 0.2)
+    assert nonzero(pruned) == pytest.approx(0.8 * count(leak.update), rel=0.01)
+    assert ratio == pytest.approx(32 / (0.8 * 32 + 1), rel=0.01)  # sent sparse: values plus a bitmap
+    same, one = prune_gradient(leak.update, 0.0)
+    assert one == 1.0 and all(torch.equal(same[n], u) for n, u in leak.update.items())
+
+
+def test_quantisation_stays_within_a_step_and_stochastic_rounding_is_unbiased() -> None:
+    g = torch.Generator().manual_seed(0)
+    update = {"w": torch.randn(2000, generator=g), "b": torch.rand(50, generator=g)}
+    for stochastic, bound in ((False, 0.5), (True, 1.0)):
+        sent, ratio = quantise(update, 4, stochastic=stochastic, generator=g)
+        assert ratio == pytest.approx(32 * 2050 / (4 * 2050 + 2 * 64))  # 4 bits each + min and max per tensor
+        for name, u in update.items():
+            step = float(u.max() - u.min()) / 15
+            assert float((sent[name] - u).abs().max()) <= bound * step + 1e-6
+            assert len(sent[name].unique()) <= 16
+    draws = torch.stack([quantise(update, 2, generator=g)[0]["w"] for _ in range(400)])  # (400, 2000)
+    step = float(update["w"].max() - update["w"].min()) / 3
+    assert float((draws.mean(0) - update["w"]).abs().mean()) < 0.05 * step
+
+
+def test_sign_compression_sends_one_bit_per_entry(one_digit) -> None:
+    _, _, leak = one_digit
+    signs, ratio = sign_compress(leak.update)
+    assert ratio == pytest.approx(32, rel=0.03)  # 1 bit each, plus one 32-bit scale per tensor
+    for name, u in leak.update.items():
+        torch.testing.assert_close(signs[name].abs().unique(), u.abs().mean().view(1))
+        assert torch.equal(signs[name].sign(), u.sign())
+
+
+def test_compression_against_dlg_pruning_half_and_sign_stop_it(one_digit) -> None:
+    batch, _, leak = one_digit
+    assert dlg_psnr(with_update(leak, prune_gradient(leak.update, 0.1)[0]), batch) > 25  # light pruning: no defence
+    assert dlg_psnr(with_update(leak, prune_gradient(leak.update, 0.5)[0]), batch) < 20
+    assert dlg_psnr(with_update(leak, sign_compress(leak.update)[0]), batch) < 12
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda u: top_k(u, 0.0), "top_k fraction"),
+        (lambda u: top_k(u, 1.5), "top_k fraction"),
+        (lambda u: prune_gradient(u, 1.0), "prune_gradient fraction"),
+        (lambda u: quantise(u, 0), "bits"),
+        (lambda u: quantise(u, 2.5), "bits"),
+        (lambda u: quantise(u, 32), "bits"),
+    ],
+)
+def test_compression_rejects_bad_parameters(call, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call({"w": torch.ones(10)})
