@@ -4,6 +4,7 @@
     noisy = dp_sgd_update(model, images, labels, noise_multiplier=sigma, max_norm=1.0)   # example level
     mean = dp_aggregate(client_updates, noise_multiplier=sigma, max_norm=1.0)           # client level
     pruned, ratio = prune_gradient(leak.update, fraction=0.2)                           # compression
+    mean = secure_aggregate(client_updates, threshold=7)                                # Bonawitz et al. 2017
     step = create_attack("dlg").run(with_update(leak, noisy))                           # attack what is left
 """
 
@@ -11,10 +12,12 @@ from .accountant import epsilon, noise_for_epsilon
 from .compression import prune_gradient, quantise, sign_compress, top_k
 from .defended import with_update
 from .dp import add_gaussian_noise, clip_per_example, clip_update, dp_aggregate, dp_sgd_update
+from .secure_aggregation import SecureAggregationError, secure_aggregate, secure_sum
 
 __all__ = [
     "epsilon", "noise_for_epsilon",
     "clip_per_example", "add_gaussian_noise", "dp_sgd_update", "clip_update", "dp_aggregate",
     "top_k", "quantise", "sign_compress", "prune_gradient",
+    "secure_sum", "secure_aggregate", "SecureAggregationError",
     "with_update",
 ]
