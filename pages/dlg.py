@@ -187,6 +187,10 @@ def show() -> None:
             draw.curve(psnr, "iteration", "PSNR (dB)", "PSNR (dB)", rule=30.0)
     if job.result is not None:
         ev = job.result.evaluation
+        if "diverged" in job.result.reason:
+            st.warning(f"**The run diverged:** {job.result.reason}. Shown is the best point before that "
+                       f"(PSNR {ev.psnr:.1f} dB). Press **Reset** to try another start.", icon=":material/warning:")
+            return
         st.success(f"**Done:** PSNR {ev.psnr:.1f} dB, SSIM {ev.ssim:.2f}"
                    + (f", labels {ev.label_accuracy:.0%} right" if ev.label_accuracy is not None else "")
                    + f". {job.result.reason.capitalize()}. Above about 30 dB the images are as good as the originals.",

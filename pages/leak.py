@@ -117,12 +117,8 @@ with controls:
                            options=[0.01, 0.05, 0.1, 0.2, 0.5])
 
 # --- what the clients hold, and what the server sees -----------------------------------------------
-with view:
-    with st.spinner("Leaking..."):
-        setup = common.setup()
-    if setup is None:
-        st.info("Change a setting on the left: this combination cannot be drawn.")
-        st.stop()
+def show_leak(setup) -> None:
+    """The clients' images, the server's view of their update, and the labels in it."""
     cfg, leak = setup.config, setup.leak
     st.markdown("#### What the clients hold (never sent)")
     st.caption(common.describe(setup) + ".")
@@ -160,8 +156,13 @@ with view:
         names = list(setup.dataset.classes)
         st.markdown("**The last layer, as a heat map** (one row per class)")
         draw.heatmap(weight.cpu().numpy(), names, "feature", "class")
-    st.caption("Each class present in the batch gets a **blue** (negative) row: minus the features of its "
-               "images. Absent classes get red or pale rows. That alone gives the labels away.")
+    if len(setup.labels) == 1:
+        st.caption("One image: the row of its class is the only **blue** (negative) one: minus the features of "
+                   "the image. The label can be read off at a glance (iDLG).")
+    else:
+        st.caption("Several images: each row mixes *minus* the features of that class's images with *plus* a bit of "
+                   "every image's, so the colours alone can mislead. The counting method below does better: it "
+                   "uses the bias gradient and the model's average output.")
 
     st.markdown("#### The labels it gives away")
     truth = [names[int(y)] for y in setup.labels]
@@ -183,6 +184,19 @@ with view:
             rows = [{"class": n, "count": v, "which": w} for i, n in enumerate(names)
                     for v, w in ((estimate[i], "estimated from the gradient"), (counts.get(i, 0), "true"))]
             draw.grouped_bars(pd.DataFrame(rows), "class", "count", "which", "images of the class")
+
+
+with view:
+    if source == "upload" and common.uploads() is None:
+        st.info("No image of yours yet: upload a PNG or JPEG on the left (or switch back to *the data set*).",
+                icon=":material/upload:")
+    else:
+        with st.spinner("Leaking..."):
+            made = common.setup()
+        if made is None:
+            st.info("Change a setting on the left: this combination cannot be drawn.")
+        else:
+            show_leak(made)
 
 common.try_this(
     "Move **Batch size** from 1 to 8: the update keeps its size while the unknowns grow eightfold.",

@@ -32,7 +32,7 @@ STEPS = (
     Step("dlg", "DLG, stage by stage", ("data.batch_size=1",),
          "Press *Next stage* four times and read each box. Then *Run to the end*."),
     Step("leak", "A batch of four", ("data.batch_size=4", "attack.iterations=2000"),
-         "Four digits, one averaged gradient. Count the blue bars of the last layer: the labels still show."),
+         "Four digits, one averaged gradient. Compare *True labels* with *Read off the gradient*: they still match."),
     Step("dlg", "Four digits come back", ("data.batch_size=4", "attack.iterations=2000"),
          "Press *Run to the end* (about 20 s). Averaging over a batch did not hide the images."),
     Step("dlg", "Two phones, averaged", ("data.batch_size=2", "data.clients=2", "attack.iterations=2000"),

@@ -23,8 +23,8 @@ from engine.metrics import evaluate
 from pages.draw import to_uint8
 
 LOG = logging.getLogger(__name__)
-SLICE_S = 0.4  # compute per fragment rerun
-TICK_S = 0.2  # pause between fragment reruns while a job runs
+SLICE_S = 0.7  # compute per fragment rerun
+TICK_S = 0.1  # pause between fragment reruns while a job runs
 
 
 @dataclass

@@ -127,6 +127,15 @@ def test_dlg_runs_one_digit_to_the_end_and_the_film_scrubs():
     assert any("Iteration **0**" in m.value for m in at.markdown)
 
 
+def test_dlg_diverging_run_is_reported_not_raised():
+    at = open_page("pages/dlg.py", **{"attack.lr": "1000000", "attack.iterations": "50"})
+    at.button(key="dlg.end").click().run()
+    drain(at, lambda a: any("The run diverged" in w.value for w in a.warning))
+    at.button(key="dlg.reset").click().run()  # the session carries on
+    assert not at.exception
+    assert not at.warning and "Press **Next stage**" in texts(at)
+
+
 def test_stronger_labels_and_race():
     at = open_page("pages/stronger.py")
     assert metric(at, "Recovered") == "100%"

@@ -141,6 +141,19 @@ def metric(tab, label: str) -> str:
     return box.locator("[data-testid=stMetricValue]").inner_text()
 
 
+def png_digit() -> bytes:
+    """A 56x56 PNG of a white stroke on black, like a hand-drawn 7."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (56, 56), 0)
+    ImageDraw.Draw(picture).line([(12, 12), (44, 12), (24, 48)], fill=255, width=6)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # -----------------------------------------------------------------------------
 # the walk
 
@@ -228,6 +241,12 @@ def test_bad_upload_and_bad_config_give_clear_messages(page, server, shots):
     settle(tab)
     clean(tab)
     shoot(tab, shots, "9-bad-upload")
+    tab.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+        files=[{"name": "seven.png", "mimeType": "image/png", "buffer": png_digit()}])
+    tab.get_by_text("1 uploaded image").wait_for()  # the good file is leaked, the bad one still named
+    settle(tab)
+    assert "Only PNG or JPEG" in tab.locator("[data-testid=stMain]").inner_text()
+    clean(tab)
 
     open_url(tab, f"{server}/experiment", "Your experiment")
     tab.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
@@ -237,3 +256,23 @@ def test_bad_upload_and_bad_config_give_clear_messages(page, server, shots):
     assert "not valid JSON" in tab.locator("[data-testid=stMain]").inner_text()
     clean(tab)
     shoot(tab, shots, "10-bad-config")
+
+
+def test_two_sessions_attack_at_once(browser, server):
+    """Two browser sessions run DLG at the same time; each finishes with its own result."""
+    contexts = [browser.new_context(viewport=VIEW) for _ in range(2)]
+    tabs = [c.new_page() for c in contexts]
+    try:
+        for tab, seed in zip(tabs, (1, 2)):
+            tab.set_default_timeout(90_000)
+            open_url(tab, f"{server}/dlg?seed={seed}", "DLG in four stages")
+        for tab in tabs:
+            tab.get_by_role("button", name="Run to the end").click()
+        for tab in tabs:
+            tab.get_by_text("Done:").wait_for()
+            settle(tab)
+            assert float(metric(tab, "PSNR").split()[0]) > 25
+            clean(tab)
+    finally:
+        for c in contexts:
+            c.close()
