@@ -165,7 +165,8 @@ def show() -> None:
             return
         step = job.last
         st.markdown(f"**The attacker's dummies**, iteration {step.iteration}")
-        draw.strip(step.images, [f"guess {name}" for name in common.class_names(setup, step.labels)])
+        images, labels = job.current()
+        draw.strip(images, [f"guess {setup.dataset.classes[y]}" for y in labels])
     frame = job.frames[-1] if job.frames else None
     m = st.columns(4)
     m[0].metric("Iteration", f"{job.iteration} / {job.budget}")

@@ -82,10 +82,12 @@ def grouped_bars(frame: pd.DataFrame, x: str, y: str, group: str, y_title: str, 
 
 
 def curve(frame: pd.DataFrame, x: str, y: str, title: str, log: bool = False, height: int = 200,
-          color: Optional[str] = None, rule: Optional[float] = None) -> None:
-    """A line chart (optionally log-scaled, optionally one line per `color`, optionally a horizontal rule)."""
+          color: Optional[str] = None, rule: Optional[float] = None, ordinal: bool = False) -> None:
+    """A line chart (optionally log-scaled, optionally one line per `color`, optionally a horizontal
+    rule); `ordinal` spaces the x values evenly (e.g. batch sizes 1, 2, 4, 8)."""
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
-    encoding = dict(x=alt.X(f"{x}:Q", title=x), y=alt.Y(f"{y}:Q", title=title, scale=scale),
+    x_axis = alt.X(f"{x}:O", title=x, axis=alt.Axis(labelAngle=0)) if ordinal else alt.X(f"{x}:Q", title=x)
+    encoding = dict(x=x_axis, y=alt.Y(f"{y}:Q", title=title, scale=scale),
                     tooltip=[x, alt.Tooltip(f"{y}:Q", format=".3g")])
     if color:
         encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="top"))

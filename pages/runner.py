@@ -8,16 +8,20 @@ film frames (images, loss, PSNR) so a finished run can be scrubbed like a film.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import streamlit as st
 
 from engine.attacks import AttackStep
-from engine.experiment import Result, Setup, finish
+from engine.config import Config, to_json, with_overrides
+from engine.experiment import Result, Setup, finish, make_attack
 from engine.metrics import evaluate
 
 from pages.draw import to_uint8
@@ -43,10 +47,11 @@ class Job:
     """One attack on one leak, advanced on demand."""
 
     title: str
-    setup: Setup
+    setup: Optional[Setup]  # None for a recorded job
     steps: Iterator[AttackStep]
     budget: int  # iterations the attack may take
     key: object = None  # what it was made from; a different key means a stale job
+    recorded: bool = False  # replayed from assets/precomputed, not run in this session
     last: Optional[AttackStep] = None
     frames: list[Frame] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per update
@@ -55,6 +60,7 @@ class Job:
     compute_s: float = 0.0  # time spent inside the attack, pauses excluded
     error: str = ""
     stopped: bool = False
+    order: Optional[list[int]] = None  # the latest matching of dummies to originals (dummy order[i] ~ original i)
 
     @property
     def running(self) -> bool:
@@ -62,11 +68,13 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.result is not None or bool(self.error)
+        return self.result is not None or bool(self.error) or self.recorded
 
     @property
     def iteration(self) -> int:
-        return self.last.iteration if self.last is not None else 0
+        if self.last is not None:
+            return self.last.iteration
+        return self.frames[-1].iteration if self.frames else 0
 
     def ask(self, kind: str, count: int = 1) -> None:
         """Set a goal: 'stage' (one step), 'iterations' (count more), 'end'."""
@@ -86,7 +94,8 @@ class Job:
     def close(self) -> None:
         """End the generator (nothing keeps running)."""
         self.goal = None
-        self.steps.close()
+        if hasattr(self.steps, "close"):
+            self.steps.close()
 
     def advance(self, seconds: float = SLICE_S) -> None:
         """Run the attack towards its goal for at most `seconds`."""
@@ -112,6 +121,13 @@ class Job:
             if time.perf_counter() > deadline:
                 break
 
+    def current(self) -> tuple[np.ndarray, list[int]]:
+        """The latest dummies (B, H, W, C) uint8 and their hard labels, in the originals' order."""
+        step = self.last
+        labels = step.labels if step.labels.dim() == 1 else step.labels.argmax(dim=1)
+        order = self.order or list(range(len(labels)))
+        return to_uint8(step.images)[order], [int(labels[i]) for i in order]
+
     def _reached(self, step: AttackStep) -> bool:
         kind, target = self.goal
         if kind == "stage":
@@ -128,13 +144,92 @@ class Job:
         film = step.stage == "dummy" and step.iteration == 0 and not self.frames
         film |= step.stage == "update" and (step.iteration <= 30 or step.iteration % every == 0)
         film |= step.done
-        if film:
-            psnr = evaluate(step.images.cpu(), self.setup.images.cpu()).psnr
-            self.frames.append(Frame(step.iteration, step.loss, psnr, self.compute_s, to_uint8(step.images)))
+        if film:  # matched to the originals, so frame i shows the guess for private image i
+            score = evaluate(step.images.cpu(), self.setup.images.cpu())
+            self.order = list(score.order)
+            images = to_uint8(step.images)[self.order]
+            self.frames.append(Frame(step.iteration, step.loss, score.psnr, self.compute_s, images))
+
+
+def save_jobs(path: Path, jobs: Sequence[Job], meta: dict, frames: int = 40) -> None:
+    """Write finished jobs' films (at most `frames` each, the last always kept) and `meta`, e.g. the
+    config they ran, to one .npz file."""
+    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+    for i, job in enumerate(jobs):
+        keep = sorted(set(np.linspace(0, len(job.frames) - 1, min(frames, len(job.frames))).round().astype(int)))
+        film = [job.frames[k] for k in keep]
+        arrays[f"{i}.title"] = np.array(job.title)
+        arrays[f"{i}.budget"] = np.array(job.budget)
+        arrays[f"{i}.compute_s"] = np.array(job.compute_s)
+        arrays[f"{i}.numbers"] = np.array([[f.iteration, f.loss, f.psnr, f.seconds] for f in film])
+        arrays[f"{i}.images"] = np.stack([f.images for f in film])  # (F, B, H, W, C) uint8
+        arrays[f"{i}.losses"] = np.array(job.losses, dtype=np.float64).reshape(-1, 2)
+    np.savez_compressed(path, **arrays)
+
+
+def load_jobs(path: Path) -> tuple[list[Job], dict]:
+    """Recorded jobs and their meta from `save_jobs`'s file."""
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(str(npz["meta"]))
+        jobs = []
+        i = 0
+        while f"{i}.title" in npz:
+            frames = [Frame(int(n[0]), float(n[1]), float(n[2]), float(n[3]), im)
+                      for n, im in zip(npz[f"{i}.numbers"], npz[f"{i}.images"])]
+            losses = [(int(it), float(loss)) for it, loss in npz[f"{i}.losses"]]
+            jobs.append(Job(title=str(npz[f"{i}.title"]), setup=None, steps=iter(()), budget=int(npz[f"{i}.budget"]),
+                            frames=frames, losses=losses, compute_s=float(npz[f"{i}.compute_s"]), recorded=True))
+            i += 1
+    return jobs, meta
 
 
 def make_job(title: str, setup: Setup, steps: Iterator[AttackStep], budget: int, key: object = None) -> Job:
     return Job(title=title, setup=setup, steps=steps, budget=budget, key=key)
+
+
+# -----------------------------------------------------------------------------
+# the Stronger-attacks page's runs, shared with scripts/precompute_app_runs.py
+
+RECORDINGS = Path(__file__).resolve().parents[1] / "assets" / "precomputed"
+RACE = (("DLG", "dlg"), ("Inverting Gradients", "ig"))
+
+
+def race_jobs(cfg: Config, setup: Setup, dlg_iterations: int, ig_iterations: int, seconds: float) -> list[Job]:
+    """DLG and Inverting Gradients on the same leak, each with its budget and time limit, asked to run to the end."""
+    jobs = []
+    for (title, name), iterations in zip(RACE, (dlg_iterations, ig_iterations)):
+        c = with_overrides(cfg, [f"attack.name={name}", f"attack.iterations={iterations}", f"attack.time_limit={seconds}"])
+        job = make_job(title, setup, make_attack(c).steps(setup.leak, setup.attacker_labels), int(iterations))
+        job.ask("end")
+        jobs.append(job)
+    return jobs
+
+
+def sweep_config(cfg: Config, size: int, seconds: float) -> Config:
+    """The config of one point of the batch-size sweep: one client, DLG, a time limit."""
+    return with_overrides(cfg, [f"data.batch_size={size}", "data.clients=1", "attack.name=dlg",
+                                "attack.iterations=5000", f"attack.time_limit={seconds}"])
+
+
+def sweep_jobs(cfg: Config, sizes: Sequence[int], seconds: float, prepare_fn: Callable[[Config], Setup]) -> list[Job]:
+    """DLG on batches of each size (same set, model, seed), each for `seconds`, queued."""
+    jobs = []
+    for size in sorted(sizes):
+        c = sweep_config(cfg, size, seconds)
+        setup = prepare_fn(c)
+        job = make_job(f"{size} image" + ("s" if size > 1 else ""), setup,
+                       make_attack(c).steps(setup.leak, setup.attacker_labels), 5000)
+        job.ask("end")
+        jobs.append(job)
+    return jobs
+
+
+def recording(kind: str, cfg: Config, **params: object) -> Path:
+    """Where the recorded runs of `kind` ('race', 'sweep') for this config and these parameters live."""
+    if kind == "sweep":
+        cfg = sweep_config(cfg, 1, 0)
+    text = to_json(cfg) + json.dumps(params, sort_keys=True)
+    return RECORDINGS / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.npz"
 
 
 def _advance(jobs: Sequence[Job], together: bool) -> bool:

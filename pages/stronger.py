@@ -4,13 +4,20 @@ import pandas as pd
 import streamlit as st
 
 from engine.config import from_json, to_json, with_overrides
-from engine.experiment import make_attack
 from engine.labels import recover_labels
 from engine.metrics import label_accuracy
 from pages import common, draw
-from pages.runner import Job, live, make_job
+from pages.runner import Job, live, load_jobs, race_jobs, recording, sweep_jobs
 
 RACE, SWEEP = "race_jobs", "sweep_jobs"
+RECORDED = ("A recorded run of these settings (made by `scripts/precompute_app_runs.py`), shown so the page "
+            "opens with a result. Press the button to run it live in your session.")
+
+
+def recorded(path) -> list[Job]:
+    """The recorded jobs for these settings, if `scripts/precompute_app_runs.py` made them."""
+    return load_jobs(path)[0] if path.is_file() else []
+
 
 common.header(
     "stronger",
@@ -70,15 +77,9 @@ race_limit = r3.slider("Time limit per attack (s)", 2, 60, 20, key="race.limit")
 
 def start_race() -> None:
     stop(RACE)
-    jobs = []
-    for title, name, iters in (("DLG", "dlg", dlg_iters), ("Inverting Gradients", "ig", ig_iters)):
-        c = with_overrides(cfg, [f"attack.name={name}", f"attack.iterations={iters}", f"attack.time_limit={race_limit}"])
-        attack = common.attempt(make_attack, c)
-        if attack is None:
-            return
-        jobs.append(make_job(title, setup, attack.steps(setup.leak, setup.attacker_labels), int(iters)))
-        jobs[-1].ask("end")
-    st.session_state[RACE] = jobs
+    jobs = common.attempt(race_jobs, cfg, setup, int(dlg_iters), int(ig_iters), float(race_limit))
+    if jobs is not None:
+        st.session_state[RACE] = jobs
 
 
 def stop(key: str) -> None:
@@ -89,10 +90,13 @@ def stop(key: str) -> None:
 b1, b2, _ = st.columns([1, 1, 4])
 b1.button("Race them", on_click=start_race, type="primary", key="race.go", icon=":material/flag:")
 b2.button("Stop", on_click=stop, args=(RACE,), key="race.stop", icon=":material/stop:")
-race: list[Job] = st.session_state.get(RACE, [])
+race: list[Job] = st.session_state.get(RACE, []) or recorded(
+    recording("race", cfg, dlg=int(dlg_iters), ig=int(ig_iters), seconds=float(race_limit)))
 
 
 def show_race() -> None:
+    if race and race[0].recorded:
+        st.caption(RECORDED)
     draw.strip(setup.images, ["original " + n for n in common.class_names(setup, setup.labels)], size=56)
     cols = st.columns(max(1, len(race)))
     for col, job in zip(cols, race):
@@ -126,35 +130,29 @@ seconds = s2.slider("Seconds per batch size", 2, 60, 8, key="sweep.seconds")
 
 def start_sweep() -> None:
     stop(SWEEP)
-    jobs = []
-    for size in sorted(sizes):
-        c = with_overrides(cfg, [f"data.batch_size={size}", "data.clients=1", "attack.name=dlg",
-                                 "attack.iterations=5000", f"attack.time_limit={seconds}"])
-        s = common.attempt(common.setup_for, c)
-        if s is None:
-            return
-        job = make_job(f"{size} image" + ("s" if size > 1 else ""), s,
-                       make_attack(c).steps(s.leak, s.attacker_labels), 5000)
-        job.ask("end")
-        jobs.append(job)
-    st.session_state[SWEEP] = jobs
+    jobs = common.attempt(sweep_jobs, cfg, sizes, float(seconds), common.setup_for)
+    if jobs is not None:
+        st.session_state[SWEEP] = jobs
 
 
 b1, b2, _ = st.columns([1, 1, 4])
 b1.button("Run the sweep", on_click=start_sweep, type="primary", key="sweep.go", icon=":material/stacked_line_chart:",
           disabled=not sizes)
 b2.button("Stop", on_click=stop, args=(SWEEP,), key="sweep.stop", icon=":material/stop:")
-sweep: list[Job] = st.session_state.get(SWEEP, [])
+sweep: list[Job] = st.session_state.get(SWEEP, []) or recorded(
+    recording("sweep", cfg, sizes=sorted(sizes), seconds=float(seconds)))
 
 
 def show_sweep() -> None:
+    if sweep and sweep[0].recorded:
+        st.caption(RECORDED)
     rows = []
     for job in sweep:
         if job.frames:
-            rows.append({"batch size": len(job.setup.labels), "PSNR (dB)": job.frames[-1].psnr,
+            rows.append({"batch size": len(job.frames[-1].images), "PSNR (dB)": job.frames[-1].psnr,
                          "state": "done" if job.done else "stopped" if job.stopped else "running" if job.running else "waiting"})
     if rows:
-        draw.curve(pd.DataFrame(rows), "batch size", "PSNR (dB)", "PSNR (dB) after the time limit", rule=30.0)
+        draw.curve(pd.DataFrame(rows), "batch size", "PSNR (dB)", "PSNR (dB)", rule=30.0, ordinal=True)
     for job in sweep:
         if job.frames:
             st.markdown(f"**{job.title}**: PSNR {job.frames[-1].psnr:.1f} dB after {job.compute_s:.1f} s")

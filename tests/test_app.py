@@ -139,10 +139,13 @@ def test_dlg_diverging_run_is_reported_not_raised():
 def test_stronger_labels_and_race():
     at = open_page("pages/stronger.py")
     assert metric(at, "Recovered") == "100%"
+    recorded = [c.value for c in at.caption if "recorded run" in c.value]
+    assert len(recorded) == 2  # the page opens on the recorded race and sweep for the default settings
     at.number_input(key="race.dlg").set_value(20).run()
     at.number_input(key="race.ig").set_value(20).run()
     at.button(key="race.go").click().run()
     drain(at, lambda a: sum("(done)" in m.value for m in a.markdown) == 2)
+    assert len([c.value for c in at.caption if "recorded run" in c.value]) == 1  # the race is live now
     assert any(m.value.startswith("**Inverting Gradients**") and "dB" in m.value for m in at.markdown)
 
 
