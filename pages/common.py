@@ -9,7 +9,6 @@ default), so the current address is always a link that reopens the page with its
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import runpy
 from dataclasses import dataclass
@@ -178,14 +177,9 @@ def set_config(cfg: Config, from_widgets: bool = False) -> None:
 
 def update(**changes: Any) -> None:
     """Set dotted keys of the config, e.g. update(**{"data.batch_size": 4}); errors shown, not raised."""
-    cfg = config()
+    overrides = [f"{key}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in changes.items()]
     try:
-        for key, value in changes.items():
-            section, _, field = key.rpartition(".")
-            if section:
-                cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{field: value})})
-            else:
-                cfg = dataclasses.replace(cfg, **{field: value})
+        cfg = with_overrides(config(), overrides)
     except ConfigError as err:
         st.error(f"{err}", icon=":material/error:")
         return

@@ -169,7 +169,7 @@ def show() -> None:
         draw.strip(images, [f"guess {setup.dataset.classes[y]}" for y in labels])
     frame = job.frames[-1] if job.frames else None
     m = st.columns(4)
-    m[0].metric("Iteration", f"{job.iteration} / {job.budget}")
+    m[0].metric("Iteration", f"{min(job.iteration, job.budget)} / {job.budget}")
     m[1].metric("Gradient distance", "-" if step.stage in ("dummy", "gradient") else f"{step.loss:.3g}")
     m[2].metric("PSNR (higher = closer)", "-" if frame is None else f"{frame.psnr:.1f} dB")
     m[3].metric("Attack time", f"{job.compute_s:.1f} s")
@@ -179,13 +179,22 @@ def show() -> None:
         st.error(job.error, icon=":material/error:")
     stage_detail(job)
     if len(job.losses) > 1:
+        starts = len({r for _, _, r in job.losses})
+        color = "start" if starts > 1 else None
+        if starts > 1 and cfg.attack.labels == "recovered":
+            st.caption("One line per start. The attacker is not sure of the labels, so it tries each likely set of "
+                       "labels for a short while and carries on with the one whose gradient fits best.")
+        elif starts > 1:
+            st.caption("One line per start (restart): the attack keeps the one whose gradient fits best.")
         c1, c2 = st.columns(2)
         with c1:
-            draw.curve(pd.DataFrame(job.losses, columns=["iteration", "loss"]), "iteration", "loss",
-                       "gradient distance (log)", log=True)
+            losses = pd.DataFrame([(i, loss, f"start {r + 1}") for i, loss, r in job.losses],
+                                  columns=["iteration", "loss", "start"])
+            draw.curve(losses, "iteration", "loss", "gradient distance (log)", log=True, color=color)
         with c2:
-            psnr = pd.DataFrame([(f.iteration, f.psnr) for f in job.frames], columns=["iteration", "PSNR (dB)"])
-            draw.curve(psnr, "iteration", "PSNR (dB)", "PSNR (dB)", rule=30.0)
+            psnr = pd.DataFrame([(f.iteration, f.psnr, f"start {f.restart + 1}") for f in job.frames],
+                                columns=["iteration", "PSNR (dB)", "start"])
+            draw.curve(psnr, "iteration", "PSNR (dB)", "PSNR (dB)", rule=30.0, color=color)
     if job.result is not None:
         ev = job.result.evaluation
         if "diverged" in job.result.reason:
@@ -210,7 +219,7 @@ if job is not None and job.done and len(job.frames) > 1:
     with left:
         draw.strip(setup.images, ["original"] * len(setup.labels))
     with right:
-        draw.strip(frame.images, [f"iteration {frame.iteration}"] * len(frame.images))
+        draw.strip(frame.images, ["guess"] * len(frame.images))
 
 common.try_this(
     "Press **Next stage** four times and read each box: which stage uses the leaked gradient?",

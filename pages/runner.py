@@ -20,10 +20,11 @@ import numpy as np
 import streamlit as st
 
 from engine.attacks import AttackStep
-from engine.config import Config, to_json, with_overrides
+from engine.config import Config, with_overrides
 from engine.experiment import Result, Setup, finish, make_attack
 from engine.metrics import evaluate
 
+from pages.common import encode
 from pages.draw import to_uint8
 
 LOG = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ class Frame:
     loss: float
     psnr: float
     seconds: float
-    images: np.ndarray  # (B, H, W, C) uint8
+    images: np.ndarray  # (B, H, W, C) uint8, matched to the originals' order
+    restart: int = 0  # which start (or label guess) of the attack
 
 
 @dataclass(eq=False)
@@ -54,7 +56,7 @@ class Job:
     recorded: bool = False  # replayed from assets/precomputed, not run in this session
     last: Optional[AttackStep] = None
     frames: list[Frame] = field(default_factory=list)
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (iteration, loss) per update
+    losses: list[tuple[int, float, int]] = field(default_factory=list)  # (iteration, loss, restart) per update
     result: Optional[Result] = None
     goal: Optional[tuple[str, int]] = None  # ("stage", 0), ("until", iteration) or ("end", 0)
     compute_s: float = 0.0  # time spent inside the attack, pauses excluded
@@ -139,7 +141,7 @@ class Job:
     def _record(self, step: AttackStep) -> None:
         self.last = step
         if step.stage == "update":
-            self.losses.append((step.iteration, step.loss))
+            self.losses.append((step.iteration, step.loss, step.restart))
         every = max(1, self.budget // 150)
         film = step.stage == "dummy" and step.iteration == 0 and not self.frames
         film |= step.stage == "update" and (step.iteration <= 30 or step.iteration % every == 0)
@@ -148,7 +150,7 @@ class Job:
             score = evaluate(step.images.cpu(), self.setup.images.cpu())
             self.order = list(score.order)
             images = to_uint8(step.images)[self.order]
-            self.frames.append(Frame(step.iteration, step.loss, score.psnr, self.compute_s, images))
+            self.frames.append(Frame(step.iteration, step.loss, score.psnr, self.compute_s, images, step.restart))
 
 
 def save_jobs(path: Path, jobs: Sequence[Job], meta: dict, frames: int = 40) -> None:
@@ -161,9 +163,9 @@ def save_jobs(path: Path, jobs: Sequence[Job], meta: dict, frames: int = 40) -> 
         arrays[f"{i}.title"] = np.array(job.title)
         arrays[f"{i}.budget"] = np.array(job.budget)
         arrays[f"{i}.compute_s"] = np.array(job.compute_s)
-        arrays[f"{i}.numbers"] = np.array([[f.iteration, f.loss, f.psnr, f.seconds] for f in film])
+        arrays[f"{i}.numbers"] = np.array([[f.iteration, f.loss, f.psnr, f.seconds, f.restart] for f in film])
         arrays[f"{i}.images"] = np.stack([f.images for f in film])  # (F, B, H, W, C) uint8
-        arrays[f"{i}.losses"] = np.array(job.losses, dtype=np.float64).reshape(-1, 2)
+        arrays[f"{i}.losses"] = np.array(job.losses, dtype=np.float64).reshape(-1, 3)
     np.savez_compressed(path, **arrays)
 
 
@@ -174,9 +176,9 @@ def load_jobs(path: Path) -> tuple[list[Job], dict]:
         jobs = []
         i = 0
         while f"{i}.title" in npz:
-            frames = [Frame(int(n[0]), float(n[1]), float(n[2]), float(n[3]), im)
+            frames = [Frame(int(n[0]), float(n[1]), float(n[2]), float(n[3]), im, int(n[4]))
                       for n, im in zip(npz[f"{i}.numbers"], npz[f"{i}.images"])]
-            losses = [(int(it), float(loss)) for it, loss in npz[f"{i}.losses"]]
+            losses = [(int(it), float(loss), int(r)) for it, loss, r in npz[f"{i}.losses"]]
             jobs.append(Job(title=str(npz[f"{i}.title"]), setup=None, steps=iter(()), budget=int(npz[f"{i}.budget"]),
                             frames=frames, losses=losses, compute_s=float(npz[f"{i}.compute_s"]), recorded=True))
             i += 1
@@ -225,10 +227,12 @@ def sweep_jobs(cfg: Config, sizes: Sequence[int], seconds: float, prepare_fn: Ca
 
 
 def recording(kind: str, cfg: Config, **params: object) -> Path:
-    """Where the recorded runs of `kind` ('race', 'sweep') for this config and these parameters live."""
+    """Where the recorded runs of `kind` ('race', 'sweep') for this config and these parameters live:
+    the name hashes the settings that differ from the defaults, and the parameters."""
     if kind == "sweep":
         cfg = sweep_config(cfg, 1, 0)
-    text = to_json(cfg) + json.dumps(params, sort_keys=True)
+    text = json.dumps(encode(cfg), sort_keys=True) + json.dumps(params, sort_keys=True)  # settings new to
+    # the engine keep their defaults, so they do not change the key
     return RECORDINGS / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.npz"
 
 
