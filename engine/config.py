@@ -1,7 +1,8 @@
 """Experiment configuration: nested frozen dataclasses that round-trip to JSON.
 
 One `Config` describes one run: which images leak (data), through which model (model) and
-protocol (leak), and which attack reconstructs them (attack). The loader is generic: it walks
+protocol (leak), what the clients do to their messages first (defence), and which attack
+reconstructs them (attack). The loader is generic: it walks
 `dataclasses.fields` with their type hints, so a new section is just a new dataclass field.
 
     cfg = with_overrides(load_config("run.json"), ["data.batch_size=4", "attack.name=ig"])
@@ -106,6 +107,42 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class DPConfig:
+    noise_multiplier: float = 0.0  # sigma (z at client level); 0 = no differential privacy
+    clip: float = 1.0  # clipping norm C (example level) or S (client level)
+    level: Literal["example", "client"] = "example"  # DP-SGD per image, or DP-FedAvg per client update
+    delta: float = 1e-5  # the delta of (epsilon, delta)-DP that epsilon is reported for
+
+    def __post_init__(self) -> None:
+        _require(self.noise_multiplier >= 0, "noise_multiplier must be >= 0", self.noise_multiplier)
+        _require(self.clip > 0, "clip must be > 0", self.clip)
+        _require(0 < self.delta < 1, "delta must be in (0, 1)", self.delta)
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    method: Literal["none", "top_k", "quantise", "sign", "prune"] = "none"  # applied to each client's message
+    fraction: float = 0.1  # top_k: share of entries kept; prune: share of entries zeroed
+    bits: int = 4  # quantise: bits per entry
+
+    def __post_init__(self) -> None:
+        _require(0 < self.fraction < 1, "fraction must be in (0, 1)", self.fraction)
+        _require(1 <= self.bits <= 16, "bits must be from 1 to 16", self.bits)
+
+
+@dataclass(frozen=True)
+class DefenceConfig:
+    dp: DPConfig = field(default_factory=DPConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    secure_aggregation: bool = False  # the server gets only the sum, via Bonawitz et al.'s protocol
+
+    @property
+    def active(self) -> bool:
+        """Whether any defence changes what the server sees."""
+        return self.dp.noise_multiplier > 0 or self.compression.method != "none" or self.secure_aggregation
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0  # seeds image choice, model init and attack init
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda if available
@@ -114,6 +151,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     leak: LeakConfig = field(default_factory=LeakConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    defence: DefenceConfig = field(default_factory=DefenceConfig)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed must be >= 0", self.seed)

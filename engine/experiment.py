@@ -90,7 +90,7 @@ class Result:
 
 def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
     """Clients draw their batches, the server builds (and optionally pre-trains) its model, and
-    one round of FedSGD or FedAvg produces the leak."""
+    one round of FedSGD or FedAvg produces the leak, through the config's defence if it has one."""
     set_threads(config.threads)
     device = resolve_device(config.device)
     data = config.data
@@ -113,11 +113,14 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
             model, to_model_input(train.images, channels, size).to(device), train.labels.to(device),
             config.model.train_steps, config.model.train_lr, seed=config.seed,
         )
-    leak = leak_update(
-        model,
-        [(to_model_input(b.images, channels, size).to(device), b.labels.to(device)) for b in clients],
-        config.leak.protocol, config.leak.local_steps, config.leak.local_lr, config.leak.local_batch_size,
-    )
+    batches = [(to_model_input(b.images, channels, size).to(device), b.labels.to(device)) for b in clients]
+    local = (config.leak.protocol, config.leak.local_steps, config.leak.local_lr, config.leak.local_batch_size)
+    leak = leak_update(model, batches, *local)
+    if config.defence.active:  # the server sees the defended aggregate instead
+        from .defences import defended_round, with_update  # here: Opacus and the crypto load only when needed
+
+        generator = torch.Generator().manual_seed(config.seed)
+        leak = with_update(leak, defended_round(model, batches, config.defence, *local, generator=generator))
     return Setup(config, dataset, tuple(clients), model, leak, device)
 
 

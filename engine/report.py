@@ -53,6 +53,10 @@ def run_metrics(setup: Setup, result: Result) -> dict[str, Any]:
         "labels": result.labels.tolist(),  # the attacker's, matched to the originals' order
         "device": str(setup.device),
     }
+    if config.defence.active:
+        from .defences import defence_metrics  # Opacus loads only for a defended run
+
+        record.update(defence_metrics(config, setup.leak.update, len(setup.dataset)))
     return {key: _finite_or_none(value) for key, value in record.items()}
 
 
