@@ -122,11 +122,15 @@ def show_leak(setup) -> None:
     cfg, leak = setup.config, setup.leak
     st.markdown("#### What the clients hold (never sent)")
     st.caption(common.describe(setup) + ".")
-    for k, batch in enumerate(setup.clients):
-        if len(setup.clients) > 1:
-            st.caption(f"Client {k + 1}")
-        draw.strip(batch.images, common.class_names(setup, batch.labels),
-                   size=56 if len(setup.labels) > 8 else draw.PIXELS)
+    per_row = 1 if len(setup.clients) == 1 else min(4, len(setup.clients))
+    size = draw.PIXELS if len(setup.labels) <= 8 else 42
+    for start in range(0, len(setup.clients), per_row):
+        cols = st.columns(per_row)
+        for k, (col, batch) in enumerate(zip(cols, setup.clients[start:start + per_row]), start):
+            with col:
+                if len(setup.clients) > 1:
+                    st.caption(f"Client {k + 1}")
+                draw.strip(batch.images, common.class_names(setup, batch.labels), size=size)
     if len(setup.clients) > 1 and common.uploads() is None:
         ds = setup.dataset
         labels = ds.labels if cfg.data.classes is None else ds.labels[torch.isin(ds.labels, torch.tensor(cfg.data.classes))]

@@ -34,7 +34,7 @@ STEPS = (
     Step("leak", "A batch of four", ("data.batch_size=4", "attack.iterations=2000"),
          "Four digits, one averaged gradient. Compare *True labels* with *Read off the gradient*: they still match."),
     Step("dlg", "Four digits come back", ("data.batch_size=4", "attack.iterations=2000"),
-         "Press *Run to the end* (about 20 s). Averaging over a batch did not hide the images."),
+         "Press *Run to the end* (well under a minute). Averaging over a batch did not hide the images."),
     Step("dlg", "Two phones, averaged", ("data.batch_size=2", "data.clients=2", "attack.iterations=2000"),
          "The server only sees the average of two phones' updates. *Run to the end*."),
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
