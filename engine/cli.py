@@ -1,7 +1,8 @@
-"""The command line: `python -m engine example-config` and `python -m engine run`.
+"""The command line: `python -m engine example-config`, `python -m engine run` and `python -m engine sweep`.
 
     python -m engine example-config > my.json                  # the default: DLG on one bundled MNIST digit
     python -m engine run my.json --set data.batch_size=4 --out runs/b4
+    python -m engine sweep --param defence.dp.noise_multiplier --values 0,1e-3,1e-1 --utility --out runs/noise
 
 `run` calls the same functions as the app and the tests (`prepare`, `make_attack`, `finish`,
 `save_run`). Bad input ends with one line `error: ...` and exit code 2; Ctrl-C stops the attack,
@@ -38,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", type=Path, help="a config JSON file (default: the example config)")
     run.add_argument("--set", dest="overrides", **overrides)
     run.add_argument("--out", required=True, type=Path, help="folder for the three output files")
+    sweep = commands.add_parser("sweep", help="attack (and train, with --utility) at each value of one setting; "
+                                "write sweep.csv and sweep.png")
+    sweep.add_argument("config", nargs="?", type=Path, help="a config JSON file (default: the example config)")
+    sweep.add_argument("--set", dest="overrides", **overrides)
+    sweep.add_argument("--param", required=True, metavar="SECTION.KEY", help="the setting to sweep")
+    sweep.add_argument("--values", required=True, help="comma-separated values, e.g. 0,1e-3,1e-2,1e-1")
+    sweep.add_argument("--utility", action="store_true", help="also train a model by FedAvg under each value")
+    sweep.add_argument("--rounds", type=int, default=10, help="FedAvg rounds for --utility (default 10)")
+    sweep.add_argument("--clients", type=int, default=5, help="FedAvg clients for --utility (default 5)")
+    sweep.add_argument("--out", required=True, type=Path, help="folder for sweep.csv and sweep.png")
     return parser
 
 
@@ -105,6 +116,43 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if stopped else 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """The `sweep` command: one point per value under a progress bar, then the CSV, the plot and a table."""
+    config = _load(args.config, args.overrides)
+    values = [v.strip() for v in args.values.split(",") if v.strip()]
+    if not values:
+        raise ConfigError("--values needs at least one value")
+    if args.rounds < 1 or args.clients < 1:
+        raise ConfigError(f"--rounds and --clients must be >= 1, got {args.rounds} and {args.clients}")
+    from tqdm import tqdm
+
+    from .defences.sweep import sweep_points
+    from .defences.utility import Training
+    from .report import save_sweep
+
+    training = Training(rounds=args.rounds, clients=args.clients) if args.utility else None
+    points, stopped = [], False
+    with tqdm(total=len(values), desc=args.param, unit="value", file=sys.stderr) as bar:
+        try:
+            for point in sweep_points(config, args.param, values, training):
+                points.append(point)
+                bar.set_postfix(value=point.value, psnr=f"{point.psnr:.1f}", refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:  # keep the points done so far
+            stopped = True
+    if not points:
+        print("stopped by user before the first value finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    save_sweep(args.out, args.param, points)
+    print(f"{args.param:>28}  PSNR dB  epsilon  accuracy")
+    for p in points:
+        eps = "-" if p.epsilon is None else f"{p.epsilon:.3g}"
+        acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
+        print(f"{p.value:>28}  {p.psnr:7.1f}  {eps:>7}  {acc:>8}")
+    print(f"-> {args.out}/ (sweep.csv, sweep.png)")
+    return EXIT_INTERRUPTED if stopped else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the command, return the exit code."""
     args = _parser().parse_args(argv)
@@ -112,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "example-config":
             print(to_json(with_overrides(Config(), args.overrides)))
             return 0
-        return _run(args)
+        return _sweep(args) if args.command == "sweep" else _run(args)
     except BrokenPipeError:  # e.g. `example-config | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -1,25 +1,27 @@
 """What a finished run leaves on disk: the config it used, its scores, and a picture.
 
     paths = save_run("runs/example", setup, result)   # config.json, metrics.json, reconstruction.png
+    paths = save_sweep("runs/noise", "defence.dp.noise_multiplier", points)   # sweep.csv, sweep.png
 
 The app's download buttons and the command line write the same three things through these functions.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .config import Config, to_json
 from .experiment import Result, Setup
 
-__all__ = ["run_metrics", "comparison_image", "save_config", "save_run"]
+__all__ = ["run_metrics", "comparison_image", "save_config", "save_run", "sweep_image", "save_sweep"]
 
 TILE_PX = 96  # images are upscaled (nearest neighbour) to at least this many pixels high
 GAP_PX = 4  # between tiles
@@ -112,4 +114,67 @@ def save_run(out: str | Path, setup: Setup, result: Result) -> dict[str, Path]:
     }
     paths["metrics"].write_text(json.dumps(run_metrics(setup, result), indent=2) + "\n")
     comparison_image(result.originals, result.reconstruction).save(paths["image"])
+    return paths
+
+
+# -----------------------------------------------------------------------------
+# sweeps: a CSV and a line plot drawn with PIL (matplotlib is not a dependency)
+
+PANEL_W, PANEL_H, MARGIN = 420, 260, 56  # one panel's plotting area and the space around it
+LINE = (31, 119, 180)  # blue
+INK, GRID = (0, 0, 0), (220, 220, 220)
+
+
+def _panel(draw: ImageDraw.ImageDraw, left: int, title: str, labels: Sequence[str], ys: Sequence[Optional[float]],
+           lo: float, hi: float, notes: Sequence[str]) -> None:
+    """One line plot: evenly spaced x positions labelled by the swept values, y from lo to hi."""
+    font = ImageFont.load_default()
+    top, bottom, right = MARGIN, MARGIN + PANEL_H, left + PANEL_W
+    draw.text((left, top - 36), title, fill=INK, font=font)
+    for k in range(5):  # y grid and its labels
+        y = bottom - k * PANEL_H / 4
+        draw.line([(left, y), (right, y)], fill=GRID)
+        draw.text((left - 44, y - 6), f"{lo + k * (hi - lo) / 4:.3g}", fill=INK, font=font)
+    draw.rectangle([left, top, right, bottom], outline=INK)
+    step = PANEL_W / max(1, len(labels) - 1) if len(labels) > 1 else 0
+    points = []
+    for i, (label, value, note) in enumerate(zip(labels, ys, notes)):
+        x = left + (i * step if len(labels) > 1 else PANEL_W / 2)
+        draw.text((x - 3 * len(label), bottom + 6), label, fill=INK, font=font)
+        draw.text((x - 3 * len(note), bottom + 20), note, fill=INK, font=font)
+        if value is not None and math.isfinite(value):
+            points.append((x, bottom - (min(max(value, lo), hi) - lo) / (hi - lo) * PANEL_H))
+    if len(points) > 1:
+        draw.line(points, fill=LINE, width=2)
+    for x, y in points:
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=LINE)
+
+
+def sweep_image(param: str, points: Sequence[Any]) -> Image.Image:
+    """PSNR of the attack against the swept value (epsilon written under each), and test accuracy
+    beside it when the sweep trained models. `points` are `SweepPoint`s."""
+    labels = [p.value for p in points]
+    eps = [f"eps {p.epsilon:.3g}" if p.epsilon is not None else "" for p in points]
+    panels = [("attack PSNR (dB)", [p.psnr for p in points], 0.0, max([40.0] + [p.psnr for p in points if math.isfinite(p.psnr)]))]
+    if any(p.accuracy is not None for p in points):
+        panels.append(("test accuracy after FedAvg", [p.accuracy for p in points], 0.0, 1.0))
+    width = len(panels) * (PANEL_W + 2 * MARGIN)
+    image = Image.new("RGB", (width, PANEL_H + 2 * MARGIN + 24), "white")
+    draw = ImageDraw.Draw(image)
+    for k, (title, ys, lo, hi) in enumerate(panels):
+        _panel(draw, MARGIN + k * (PANEL_W + 2 * MARGIN), f"{title} against {param}", labels, ys, lo, hi, eps)
+    return image
+
+
+def save_sweep(out: str | Path, param: str, points: Sequence[Any]) -> dict[str, Path]:
+    """Write `out/sweep.csv` (one row per value) and `out/sweep.png`; returns their paths by name."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "sweep.csv", "plot": out / "sweep.png"}
+    rows = [{"param": param, **p.row()} for p in points]
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["param"])
+        writer.writeheader()
+        writer.writerows(rows)
+    sweep_image(param, points).save(paths["plot"])
     return paths

@@ -3,14 +3,17 @@ the sweep's files, and what the defence costs a small FedAvg training run."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 import torch
+from PIL import Image
 
 from engine.cli import main
 from engine.config import Config, ConfigError, DefenceConfig, from_json, to_json, with_overrides
 from engine.defences import defended_round, dp_aggregate
+from engine.defences.utility import Training, fedavg_accuracy
 from engine.experiment import prepare
 from engine.leakage import client_update, leak_update, model_parameters
 from engine.models import create_model
@@ -112,3 +115,37 @@ def test_secure_aggregation_alone_does_not_stop_the_attack():
 def test_secure_aggregation_of_one_client_is_refused(tmp_path, capsys):
     assert main(["run", "--set", "defence.secure_aggregation=true", "--out", str(tmp_path / "one")]) == 2
     assert "at least 2 clients" in capsys.readouterr().err
+
+
+# privacy against utility
+
+
+def test_sweep_writes_csv_and_png_with_psnr_falling_as_noise_rises(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--set", FAST[0], "--set", "defence.dp.clip=100", "--param", "defence.dp.noise_multiplier",
+            "--values", "0,1e-4,1e-1", "--out", str(out)]
+    assert main(args) == 0
+    assert "3/3" in capsys.readouterr().err  # the progress bar, one tick per value
+    with (out / "sweep.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["value"] for r in rows] == ["0", "1e-4", "1e-1"]
+    psnr = [float(r["psnr"]) for r in rows]
+    assert psnr[0] > 25 and psnr[0] > psnr[1] > psnr[2] and psnr[2] < 12
+    assert rows[0]["epsilon"] == "" and float(rows[1]["epsilon"]) > float(rows[2]["epsilon"]) > 0
+    with Image.open(out / "sweep.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 200
+
+
+def test_sweep_rejects_a_bad_value_before_any_work(tmp_path, capsys):
+    args = ["sweep", "--param", "defence.dp.level", "--values", "example,batch", "--out", str(tmp_path / "s")]
+    assert main(args) == 2
+    assert "defence.dp.level" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_fedavg_learns_and_heavy_noise_costs_accuracy():
+    training = Training(rounds=8, clients=3)
+    plain = fedavg_accuracy(DefenceConfig(), training)
+    noisy = fedavg_accuracy(with_overrides(Config(), ["defence.dp.noise_multiplier=10"]).defence, training)
+    assert len(plain.accuracies) == 8 and plain.epsilon is None
+    assert plain.accuracy > 0.3  # chance is 0.1
+    assert noisy.accuracy < plain.accuracy - 0.15 and 0 < noisy.epsilon < 1
