@@ -127,6 +127,19 @@ def test_dlg_runs_one_digit_to_the_end_and_the_film_scrubs():
     assert any("Iteration **0**" in m.value for m in at.markdown)
 
 
+def test_dlg_stop_mid_run_then_carry_on():
+    at = open_page("pages/dlg.py", **{"data.batch_size": "4", "attack.iterations": "3000"})
+    at.button(key="dlg.end").click().run()  # one slice of the run, far from its end
+    at.button(key="dlg.stop").click().run()
+    assert not at.exception
+    stopped_at = metric(at, "Iteration")
+    assert at.get("progress")[0].proto.text == "stopped"
+    at.run()  # nothing runs while stopped
+    assert metric(at, "Iteration") == stopped_at
+    at.button(key="dlg.one").click().run()  # the same run carries on from where it stopped
+    assert int(metric(at, "Iteration").split(" /")[0]) > int(stopped_at.split(" /")[0])
+
+
 def test_dlg_diverging_run_is_reported_not_raised():
     at = open_page("pages/dlg.py", **{"attack.lr": "1000000", "attack.iterations": "50"})
     at.button(key="dlg.end").click().run()
