@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
+import numpy as np
 import streamlit as st
 import torch
 
 from engine.config import Config, ConfigError, to_dict, with_overrides
-from engine.data import ImageSet, UploadError, load_dataset, to_model_input
+from engine.data import ImageSet, UploadError, class_histogram, load_dataset, split_clients, to_model_input
+from engine.data.imageset import CLASS_NAMES
 from engine.experiment import Setup, model_input_shape, prepare
 from engine.leakage import leak_update
 
@@ -114,7 +116,8 @@ def encode(config: Config) -> dict[str, str]:
     params = {}
     for key, value in _leaves(to_dict(config)).items():
         if value != default[key]:
-            params[key] = value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+            value = list(value) if isinstance(value, tuple) else value
+            params[key] = value if isinstance(value, str) else json.dumps(value)
     return params
 
 
@@ -225,6 +228,13 @@ def dataset(name: str, part: str = "test") -> ImageSet:
     return load_dataset(name, part)
 
 
+def uploaded_set(name: str, images: list[torch.Tensor], labels: list[int]) -> ImageSet:
+    """The user's decoded images (each (C, H, W), already the model's shape) as an image set named
+    like the data set whose classes they take."""
+    return ImageSet(name, torch.stack(images), torch.tensor(labels, dtype=torch.int64), CLASS_NAMES[name],
+                    "your uploads")
+
+
 def uploads() -> Optional[ImageSet]:
     """The user's own images, when the batch page switched to them."""
     return st.session_state.get(UPLOADS)
@@ -262,11 +272,22 @@ def client_messages(s: Setup, limit: int = 4) -> dict[str, dict[str, float]]:
     leak = s.config.leak
     out = {}
     for k, batch in enumerate(s.clients[:limit]):
-        own = leak_update(s.model, [(to_model_input(batch.images, channels, size).to(s.device), batch.labels.to(s.device))],
+        images = to_model_input(batch.images, channels, size).to(s.device)
+        own = leak_update(s.model, [(images, batch.labels.to(s.device))],
                           leak.protocol, leak.local_steps, leak.local_lr, leak.local_batch_size)
         out[f"phone {k + 1}"] = own.layer_norms()
     out["server's average"] = s.leak.layer_norms()
     return out
+
+
+def client_histograms(s: Setup) -> np.ndarray:
+    """(clients, classes) counts of the images each client holds (its whole share of the data set,
+    which its batch is drawn from), split exactly as `prepare` split them."""
+    data, labels = s.config.data, s.dataset.labels
+    if data.classes is not None:  # prepare splits only the images of the chosen classes
+        labels = labels[torch.isin(labels, torch.tensor(data.classes))]
+    parts = split_clients(labels, data.clients, data.split, data.alpha, data.shards_per_client, s.config.seed)
+    return class_histogram(labels, parts, s.dataset.num_classes).numpy()
 
 
 def describe(s: Setup) -> str:
@@ -278,7 +299,8 @@ def describe(s: Setup) -> str:
     names = s.dataset.classes
     labels = ", ".join(names[int(y)] for y in s.labels[:12]) + (" ..." if n > 12 else "")
     clients = f"{len(s.clients)} clients" if len(s.clients) > 1 else "one client"
-    protocol = "FedSGD (one gradient)" if cfg.leak.protocol == "fedsgd" else f"FedAvg ({cfg.leak.local_steps} local steps)"
+    protocol = ("FedSGD (one gradient)" if cfg.leak.protocol == "fedsgd"
+                else f"FedAvg ({cfg.leak.local_steps} local steps)")
     return (f"{n} {source} (label{plural} {labels}) held by {clients}, leaked through {protocol} "
             f"to the {MODEL_NAMES[cfg.model.name]} model")
 

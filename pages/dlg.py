@@ -135,6 +135,9 @@ def stage_detail(job: Job) -> None:
         return
     leak = setup.leak
     dummy = dummy_gradient(leak, step.images.to(setup.device), step.labels.to(setup.device))
+    if step.stage == "gradient" and job.previous_stage == "compare":
+        st.caption("Why stage 2 again? L-BFGS takes stage 4 on trial: it moves the guess, runs stages 2 and 3 on the "
+                   "moved guess, and keeps the step (4. Update) once that distance is known.")
     if step.stage == "gradient":
         rows = [{"layer": name, "update": who, "norm": float(value.norm())}
                 for who, grads in (("leaked (what the server saw)", leak.update), ("dummy (the guess)", dummy))
@@ -174,7 +177,7 @@ def show() -> None:
     m[2].metric("PSNR (higher = closer)", "-" if frame is None else f"{frame.psnr:.1f} dB")
     m[3].metric("Attack time", f"{job.compute_s:.1f} s")
     st.progress(min(1.0, job.iteration / max(1, job.budget)),
-                text="running..." if job.running else ("stopped" if job.stopped else ("done" if job.done else "paused")))
+                text=job.state)
     if job.error:
         st.error(job.error, icon=":material/error:")
     stage_detail(job)

@@ -93,7 +93,8 @@ def curve(frame: pd.DataFrame, x: str, y: str, title: str, log: bool = False, he
         encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="top"))
     chart = alt.Chart(frame).mark_line(point=len(frame) < 30).encode(**encoding)
     if rule is not None:
-        chart = chart + alt.Chart(pd.DataFrame({"y": [rule]})).mark_rule(strokeDash=[4, 4], color="grey").encode(y="y:Q")
+        line = alt.Chart(pd.DataFrame({"y": [rule]})).mark_rule(strokeDash=[4, 4], color="grey")
+        chart = chart + line.encode(y="y:Q")
     st.altair_chart(chart.properties(height=height), width="stretch")
 
 

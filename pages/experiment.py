@@ -26,7 +26,7 @@ with left:
     st.subheader("This experiment", anchor=False)
     st.code(to_json(cfg), language="json")
     st.download_button("Download config.json", to_json(cfg), "config.json", "application/json",
-                       key="exp.download_config", icon=":material/download:")
+                       key="exp.download_config", icon=":material/download:", on_click="ignore")
     st.caption("Run it from a terminal: `python -m engine run config.json --out results/`")
     if common.uploads() is not None:
         st.warning("Your uploaded images are not part of config.json: the command line reads the bundled sets.")
@@ -138,10 +138,12 @@ def show() -> None:
         for name, data in files.items():
             zf.writestr(name, data)
     d = st.columns(3)
-    d[0].download_button("metrics.json", files["metrics.json"], "metrics.json", "application/json", key="exp.dl_metrics")
-    d[1].download_button("reconstruction.png", png, "reconstruction.png", "image/png", key="exp.dl_png")
-    d[2].download_button("All results (zip)", archive.getvalue(), "results.zip", "application/zip", key="exp.dl_zip",
-                         type="primary")
+    d[0].download_button("metrics.json", files["metrics.json"], "metrics.json", "application/json",
+                         key="exp.dl_metrics", on_click="ignore")
+    d[1].download_button("reconstruction.png", png, "reconstruction.png", "image/png", key="exp.dl_png",
+                         on_click="ignore")
+    d[2].download_button("All results (zip)", archive.getvalue(), "results.zip", "application/zip",
+                         key="exp.dl_zip", type="primary", on_click="ignore")
 
 
 live([job] if job is not None else [], show, key="exp.live")

@@ -8,13 +8,18 @@ common.header("home", "how a federated-learning update gives away the images it 
               "when it is averaged over a batch or over several phones.")
 
 st.subheader("The story in five lines", anchor=False)
-st.markdown(
-    "1. **The promise.** In federated learning your photos stay on your phone; only a model *update* goes to the server.\n"
-    "2. **The update is made of your data.** It is the gradient of the model's error on *your* images: thousands of numbers computed from them.\n"
-    "3. **The labels fall out first.** The last layer's gradient shows which classes were in the batch, before any attack.\n"
-    "4. **Then the images.** Start from noise and adjust it until its gradient matches the leaked one (DLG): the noise becomes your photos.\n"
-    "5. **Averaging is not hiding.** A batch of images, or several phones averaged, slows the attack down but does not stop it."
+STORY = (
+    "**The promise.** In federated learning your photos stay on your phone; only a model *update* goes to the server.",
+    "**The update is made of your data.** It is the gradient of the model's error on *your* images: thousands of "
+    "numbers computed from them.",
+    "**The labels fall out first.** The last layer's gradient shows which classes were in the batch, before any "
+    "attack.",
+    "**Then the images.** Start from noise and adjust it until its gradient matches the leaked one (DLG): the noise "
+    "becomes your photos.",
+    "**Averaging is not hiding.** A batch of images, or several phones averaged, slows the attack down but does not "
+    "stop it.",
 )
+st.markdown("\n".join(f"{i}. {line}" for i, line in enumerate(STORY, 1)))
 
 st.subheader("The pages", anchor=False)
 for info in common.PAGES[1:]:

@@ -4,9 +4,8 @@ from collections import Counter
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from engine.data import DATASETS, ImageSet, UploadError, class_histogram, image_from_bytes, split_clients
+from engine.data import DATASETS, UploadError, image_from_bytes
 from engine.data.imageset import CLASS_NAMES
 from engine.experiment import model_input_shape
 from engine.labels import estimate_counts, last_layer, recover_labels
@@ -57,8 +56,7 @@ def take_uploads(files) -> None:
     held = st.session_state.get("uploads_token")
     if held != (cfg.data.dataset, tuple(token)):
         st.session_state["uploads_token"] = (cfg.data.dataset, tuple(token))
-        st.session_state[common.UPLOADS] = ImageSet(
-            cfg.data.dataset, torch.stack(images), torch.tensor(labels), names, "your uploads")
+        st.session_state[common.UPLOADS] = common.uploaded_set(cfg.data.dataset, images, labels)
 
 
 # --- the choices -------------------------------------------------------------------------------
@@ -132,13 +130,10 @@ def show_leak(setup) -> None:
                     st.caption(f"Client {k + 1}")
                 draw.strip(batch.images, common.class_names(setup, batch.labels), size=size)
     if len(setup.clients) > 1 and common.uploads() is None:
-        ds = setup.dataset
-        labels = ds.labels if cfg.data.classes is None else ds.labels[torch.isin(ds.labels, torch.tensor(cfg.data.classes))]
-        parts = common.attempt(split_clients, labels, cfg.data.clients, cfg.data.split, cfg.data.alpha,
-                               cfg.data.shards_per_client, cfg.seed)
-        if parts is not None:
+        counts = common.attempt(common.client_histograms, setup)
+        if counts is not None:
             st.markdown("**Which classes each client holds** (all its data; the batch above is drawn from it)")
-            draw.histogram(class_histogram(labels, parts, ds.num_classes).numpy(), ds.classes)
+            draw.histogram(counts, setup.dataset.classes)
 
     st.markdown("#### What the server sees")
     st.markdown(f"`{leak!r}`")

@@ -63,6 +63,7 @@ class Job:
     error: str = ""
     stopped: bool = False
     order: Optional[list[int]] = None  # the latest matching of dummies to originals (dummy order[i] ~ original i)
+    previous_stage: str = ""  # the stage of the step before `last`
 
     @property
     def running(self) -> bool:
@@ -71,6 +72,13 @@ class Job:
     @property
     def done(self) -> bool:
         return self.result is not None or bool(self.error) or self.recorded
+
+    @property
+    def state(self) -> str:
+        """In words, for a progress line."""
+        if self.running:
+            return "running"
+        return "stopped" if self.stopped else "done" if self.done else "paused"
 
     @property
     def iteration(self) -> int:
@@ -139,6 +147,7 @@ class Job:
         return False
 
     def _record(self, step: AttackStep) -> None:
+        self.previous_stage = self.last.stage if self.last is not None else ""
         self.last = step
         if step.stage == "update":
             self.losses.append((step.iteration, step.loss, step.restart))
@@ -200,7 +209,8 @@ def race_jobs(cfg: Config, setup: Setup, dlg_iterations: int, ig_iterations: int
     """DLG and Inverting Gradients on the same leak, each with its budget and time limit, asked to run to the end."""
     jobs = []
     for (title, name), iterations in zip(RACE, (dlg_iterations, ig_iterations)):
-        c = with_overrides(cfg, [f"attack.name={name}", f"attack.iterations={iterations}", f"attack.time_limit={seconds}"])
+        settings = [f"attack.name={name}", f"attack.iterations={iterations}", f"attack.time_limit={seconds}"]
+        c = with_overrides(cfg, settings)
         job = make_job(title, setup, make_attack(c).steps(setup.leak, setup.attacker_labels), int(iterations))
         job.ask("end")
         jobs.append(job)

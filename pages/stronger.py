@@ -68,7 +68,8 @@ st.subheader("2. DLG against Inverting Gradients, same leak", anchor=False)
 st.markdown("DLG matches the gradient's *values* (squared distance, L-BFGS). Inverting Gradients matches its "
             "*direction* (cosine distance), adds a smoothness prior (total variation) and takes signed Adam steps.")
 st.latex(r"\text{DLG: } \lVert \nabla W' - \nabla W \rVert^2 \qquad\qquad \text{IG: } 1 - "
-         r"\frac{\langle \nabla W', \nabla W\rangle}{\lVert \nabla W'\rVert\,\lVert \nabla W\rVert} + \alpha\,\mathrm{TV}(x')")
+         r"\frac{\langle \nabla W', \nabla W\rangle}{\lVert \nabla W'\rVert\,\lVert \nabla W\rVert}"
+         r" + \alpha\,\mathrm{TV}(x')")
 r1, r2, r3 = st.columns(3)
 dlg_iters = r1.number_input("DLG iterations", 10, 5000, max(cfg.attack.iterations, 300), step=100, key="race.dlg")
 ig_iters = r2.number_input("IG iterations", 10, 5000, 1000, step=100, key="race.ig")
@@ -103,8 +104,8 @@ def show_race() -> None:
         with col:
             frame = job.frames[-1] if job.frames else None
             psnr = "-" if frame is None else f"{frame.psnr:.1f} dB"
-            st.markdown(f"**{job.title}**: iteration {job.iteration}, PSNR **{psnr}**, {job.compute_s:.1f} s"
-                        + (" (done)" if job.done else " (stopped)" if job.stopped else ""))
+            st.markdown(f"**{job.title}**: iteration {job.iteration}, PSNR **{psnr}**, "
+                        f"{job.compute_s:.1f} s ({job.state})")
             if frame is not None:
                 draw.strip(frame.images, size=56)
             if job.error:
@@ -150,7 +151,7 @@ def show_sweep() -> None:
     for job in sweep:
         if job.frames:
             rows.append({"batch size": len(job.frames[-1].images), "PSNR (dB)": job.frames[-1].psnr,
-                         "state": "done" if job.done else "stopped" if job.stopped else "running" if job.running else "waiting"})
+                         "state": job.state})
     if rows:
         draw.curve(pd.DataFrame(rows), "batch size", "PSNR (dB)", "PSNR (dB)", rule=30.0, ordinal=True)
     for job in sweep:

@@ -37,10 +37,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     """The app as the README starts it, on a free port of 127.0.0.1; its base URL."""
     port = free_port()
-    log = open(ROOT / ".pytest_cache" / f"streamlit-{port}.log", "w") if (ROOT / ".pytest_cache").is_dir() else subprocess.DEVNULL
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
@@ -56,7 +57,7 @@ def server():
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("streamlit did not start")
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.5)
         yield base
     finally:
@@ -65,12 +66,15 @@ def server():
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ["LAB_SCREENSHOTS"]) if os.environ.get("LAB_SCREENSHOTS") else tmp_path_factory.mktemp("shots")
+    chosen = os.environ.get("LAB_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("shots")
     folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots: {folder}")
     return folder
 
 
