@@ -133,16 +133,3 @@ def histogram(counts: np.ndarray, classes: Sequence[str], height: int = 220) -> 
     ).properties(height=height)
     st.altair_chart(chart, width="stretch")
 
-
-def comparison_png(originals: torch.Tensor, reconstruction: torch.Tensor, scale: int = 3) -> bytes:
-    """PNG bytes: the originals in the top row, the reconstructions below (as the CLI writes)."""
-    import io
-
-    from PIL import Image
-
-    rows = [np.concatenate(list(to_uint8(batch)), axis=1) for batch in (originals, reconstruction)]  # (H, B*W, C)
-    sheet = np.concatenate(rows, axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
-    picture = Image.fromarray(sheet[..., 0] if sheet.shape[-1] == 1 else sheet)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -2,13 +2,15 @@
 
 import io
 import json
+import tempfile
 import zipfile
 
 import streamlit as st
 
 from engine.config import from_json, to_json
 from engine.experiment import make_attack
-from pages import common, draw
+from engine.report import save_run
+from pages import common
 from pages.runner import Job, live, make_job
 
 JOB = "experiment_job"
@@ -111,6 +113,17 @@ if job is None or job.key != job_key:  # take a finished run of the DLG page wit
     job = other if other is not None and other.done and other.key[:2] == job_key else None
 
 
+def run_files(job: Job) -> dict[str, bytes]:
+    """config.json, metrics.json and reconstruction.png of a finished run, written by the engine's
+    `save_run` exactly as the command line writes them (once per run)."""
+    key = f"exp.files.{id(job.result)}"
+    if key not in st.session_state:
+        with tempfile.TemporaryDirectory() as folder:
+            paths = save_run(folder, job.setup, job.result)
+            st.session_state[key] = {path.name: path.read_bytes() for path in paths.values()}
+    return st.session_state[key]
+
+
 def show() -> None:
     if job is None:
         st.caption("Press **Run it**, or finish a run on the *DLG in four stages* page.")
@@ -122,17 +135,15 @@ def show() -> None:
         st.error(job.error)
     if job.result is None:
         return
-    result = job.result
-    metrics = result.metrics()
+    files = run_files(job)
+    metrics = json.loads(files["metrics.json"])
     m = st.columns(4)
-    m[0].metric("PSNR", f"{metrics['psnr']:.1f} dB")
-    m[1].metric("SSIM", f"{metrics['ssim']:.2f}")
+    m[0].metric("PSNR", "-" if metrics["psnr"] is None else f"{metrics['psnr']:.1f} dB")
+    m[1].metric("SSIM", "-" if metrics["ssim"] is None else f"{metrics['ssim']:.2f}")
     m[2].metric("Labels right", "-" if metrics["label_accuracy"] is None else f"{metrics['label_accuracy']:.0%}")
     m[3].metric("Attack time", f"{job.compute_s:.1f} s")
-    png = draw.comparison_png(result.originals, result.reconstruction)
+    png = files["reconstruction.png"]
     st.image(png, caption="Top: the private images. Bottom: what the attacker rebuilt.")
-    files = {"config.json": to_json(job.setup.config), "metrics.json": json.dumps(metrics, indent=2),
-             "reconstruction.png": png}
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         for name, data in files.items():

@@ -178,6 +178,8 @@ def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
     assert any("data.dataset=fashion_mnist" in c.value for c in at.code)  # the share links follow
     at.button(key="exp.run").click().run()
     drain(at, lambda a: any(m.label == "PSNR" for m in a.metric))
+    assert len(at.get("download_button")) == 4  # config.json, metrics.json, reconstruction.png, the zip
+    assert metric(at, "PSNR").endswith("dB")
 
 
 def test_deep_link_opens_with_its_settings_and_names_a_bad_one():
