@@ -155,7 +155,8 @@ def sweep_image(param: str, points: Sequence[Any]) -> Image.Image:
     beside it when the sweep trained models. `points` are `SweepPoint`s."""
     labels = [p.value for p in points]
     eps = [f"eps {p.epsilon:.3g}" if p.epsilon is not None else "" for p in points]
-    panels = [("attack PSNR (dB)", [p.psnr for p in points], 0.0, max([40.0] + [p.psnr for p in points if math.isfinite(p.psnr)]))]
+    top = max([40.0] + [p.psnr for p in points if math.isfinite(p.psnr)])
+    panels = [("attack PSNR (dB)", [p.psnr for p in points], 0.0, top)]
     if any(p.accuracy is not None for p in points):
         panels.append(("test accuracy after FedAvg", [p.accuracy for p in points], 0.0, 1.0))
     width = len(panels) * (PANEL_W + 2 * MARGIN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -83,12 +84,37 @@ def test_secure_aggregation_hands_the_server_the_same_sum(mnist, lenet):
     assert max(float((plain[k] - secure[k]).abs().max()) for k in plain) <= 3 * 2.0**-17  # n half-steps of 2^-16
 
 
+def test_every_defence_together_under_fedavg(mnist, lenet):
+    """Example-level DP over E local steps, compression, then secure aggregation: shapes kept, update changed."""
+    clients = _clients(mnist, k=2, b=4)
+    defence = with_overrides(Config(), [
+        "defence.dp.noise_multiplier=0.5", "defence.compression.method=top_k", "defence.secure_aggregation=true",
+    ]).defence
+    plain = leak_update(lenet, clients, "fedavg", local_steps=3, local_batch_size=2).update
+    got = defended_round(lenet, clients, defence, "fedavg", 3, 0.1, 2, torch.Generator().manual_seed(0))
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in plain.items()}
+    assert not torch.allclose(got["fc.weight"], plain["fc.weight"])
+    kept = sum(int((v != 0).sum()) for v in got.values()) / sum(v.numel() for v in got.values())
+    assert kept <= 2 * 0.1 + 0.01  # two clients' top 10% each, at most
+
+
+def test_example_level_epsilon_counts_fedavg_local_steps():
+    from engine.defences import round_epsilon
+
+    dp = with_overrides(Config(), ["defence.dp.noise_multiplier=1"]).defence.dp
+    one, three = round_epsilon(dp, 1, 500, steps=1), round_epsilon(dp, 1, 500, steps=3)
+    assert 0 < one < three
+    client = replace(dp, level="client")
+    assert round_epsilon(client, 1, 500, steps=3) == round_epsilon(client, 64, 10, steps=1)  # q = 1, one step
+
+
 # `python -m engine run` with a defence
 
 
 def test_strong_noise_stops_dlg_and_metrics_carry_epsilon(tmp_path):
     out = tmp_path / "noisy"
-    assert main(["run", *sum((["--set", o] for o in FAST + ["defence.dp.noise_multiplier=0.1"]), []), "--out", str(out)]) == 0
+    args = ["run", "--set", FAST[0], "--set", "defence.dp.noise_multiplier=0.1", "--out", str(out)]
+    assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["psnr"] < 12  # DLG at batch 1 drowned
     assert metrics["epsilon"] > 0 and metrics["delta"] == 1e-5

@@ -35,7 +35,9 @@ from .secure_aggregation import flatten, secure_sum, unflatten
 __all__ = ["defended_round", "compress", "round_epsilon", "defence_metrics"]
 
 
-def compress(update: Params, settings: CompressionConfig, generator: Optional[torch.Generator] = None) -> tuple[Params, float]:
+def compress(
+    update: Params, settings: CompressionConfig, generator: Optional[torch.Generator] = None
+) -> tuple[Params, float]:
     """The update as the chosen compression sends it, and its compression ratio (1.0 for "none")."""
     if settings.method == "top_k":
         return top_k(update, settings.fraction)

@@ -53,7 +53,9 @@ def sweep_points(
             pass
         e = finish(setup, step).evaluation
         extra = defence_metrics(cfg, setup.leak.update, len(setup.dataset)) if cfg.defence.active else {}
-        point = SweepPoint(value, e.psnr, e.ssim, e.label_accuracy, extra.get("epsilon"), extra.get("compression_ratio"))
+        point = SweepPoint(
+            value, e.psnr, e.ssim, e.label_accuracy, extra.get("epsilon"), extra.get("compression_ratio")
+        )
         if training is not None:
             trained = fedavg_accuracy(cfg.defence, replace(training, dataset=cfg.data.dataset, seed=cfg.seed))
             point = replace(point, accuracy=trained.accuracy, training_epsilon=trained.epsilon)

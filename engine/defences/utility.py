@@ -71,7 +71,8 @@ def fedavg_accuracy(
     accuracies = []
     for r in range(t.rounds):
         # each client draws E * b of its images; local steps walk through them b at a time
-        picks = [share[torch.randperm(len(share), generator=generator)[: t.local_steps * t.batch_size]] for share in shares]
+        draw = t.local_steps * t.batch_size
+        picks = [share[torch.randperm(len(share), generator=generator)[:draw]] for share in shares]
         clients = [(x_train[idx], train.labels[idx]) for idx in picks]
         delta = defended_round(model, clients, defence, "fedavg", t.local_steps, t.local_lr, t.batch_size, generator)
         with torch.no_grad():
