@@ -244,7 +244,7 @@ class GradientInversion:
             for regulariser, weight in self.regularisers:
                 loss = loss + weight * regulariser(images)
             if s.stages:
-                yield snapshot(iteration, "compare", float(loss), variables)
+                yield snapshot(iteration, "compare", float(loss.detach()), variables)
             gradient = backpropagate(loss, variables)  # Stage 4 (the optimiser does the rest)
             return float(loss.detach()), gradient
 
