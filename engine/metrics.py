@@ -110,7 +110,7 @@ def evaluate(
     """
     _check_pair(recon, originals)
     originals = originals.detach().float()
-    recon = recon.detach().float().clamp(0, 1)
+    recon = torch.nan_to_num(recon.detach().float(), nan=0.5).clamp(0, 1)  # a diverged pixel counts as grey
     order = match(recon, originals)  # (B,)
     matched = recon[order.to(recon.device)]  # (B, C, H, W)
     per_image = psnr(matched, originals)  # (B,)

@@ -134,3 +134,11 @@ def test_evaluate_shape_mismatch_rejected() -> None:
         evaluate(_images(s=28), _images(s=32))
     with pytest.raises(ValueError, match="same shape"):
         evaluate(_images(c=1), _images(c=3))
+
+
+def test_a_diverged_reconstruction_is_scored_not_raised() -> None:
+    originals = torch.rand(2, 1, 28, 28)
+    recon = originals.clone()
+    recon[0, 0, :5] = float("nan")  # a run that blew up part-way
+    result = evaluate(recon, originals)
+    assert math.isfinite(result.psnr) and result.psnr < 100

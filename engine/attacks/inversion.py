@@ -96,7 +96,30 @@ class _Restart:
         self.sigmoid = False
 
 
-def _advance(run: Generator, until: int | None):
+def _displayable(images: torch.Tensor) -> torch.Tensor:
+    """Images as a caller can show and score them: in [0, 1], a diverged (NaN) pixel grey."""
+    return torch.nan_to_num(images, nan=0.5).clamp(0, 1)
+
+
+class _Clock:
+    """Seconds the attack has worked: wall time since start, less the time it sat suspended at a
+    yield while its caller drew the step (or waited for a click)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.suspended = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start - self.suspended
+
+    def hand_over(self, step: AttackStep):
+        """Yield `step` to the caller without counting the caller's time."""
+        paused = time.perf_counter()
+        yield step
+        self.suspended += time.perf_counter() - paused
+
+
+def _advance(run: Generator, clock: _Clock, until: int | None):
     """Forward `run`'s steps until an update reaches iteration `until` (None: to its end).
     Returns (last step, the run's return value or None if it is still going)."""
     last = None
@@ -105,7 +128,7 @@ def _advance(run: Generator, until: int | None):
             last = next(run)
         except StopIteration as end:
             return last, end.value
-        yield last
+        yield from clock.hand_over(last)
         if until is not None and last.stage == "update" and last.iteration >= until:
             return last, None
 
@@ -168,14 +191,14 @@ class GradientInversion:
         `label_probe` evaluations; the restarts then continue the candidates in order of their loss
         (a wrong multiset leaves the gradient distance high), so no evaluation is thrown away."""
         s = self.settings
-        start = time.perf_counter()
+        clock = _Clock()
         device = next(iter(leak.params.values())).device
         plans = self.label_plans(leak, None if true_labels is None else true_labels.to(device))
 
         def launch(index: int, labels: torch.Tensor | None) -> tuple[_Restart, Generator]:
             generator = torch.Generator().manual_seed(s.seed * 1000 + index)
             state = _Restart(leak, s, None if labels is None else labels.to(device), generator)
-            launched.append(self._restart(leak, state, index, start, best_loss))
+            launched.append(self._restart(leak, state, index, clock, best_loss))
             return state, launched[-1], None
 
         best_loss = math.inf
@@ -186,7 +209,7 @@ class GradientInversion:
                 probes = []
                 for index, labels in enumerate(plans):
                     state, run, _ = launch(index, labels)
-                    last, result = yield from _advance(run, s.label_probe)
+                    last, result = yield from _advance(run, clock, s.label_probe)
                     if result is not None:  # a probe that already ended (converged, diverged, out of time)
                         run = _finished(result)
                     probes.append((last.loss if math.isfinite(last.loss) else math.inf, index, (state, run, last)))
@@ -199,7 +222,7 @@ class GradientInversion:
             best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
             reason = f"finished {s.restarts} restart(s) of {s.iterations} iterations"
             for restart, (state, run, probed) in enumerate(queue[: s.restarts]):
-                last, result = yield from _advance(run, None)
+                last, result = yield from _advance(run, clock, None)
                 last = last or probed
                 loss, images, targets, why = result
                 if math.isfinite(loss) and (best is None or loss < best[0]):
@@ -217,11 +240,11 @@ class GradientInversion:
                 run.close()
         yield AttackStep(
             iteration=iteration, stage="done", restart=restart, loss=loss, best_loss=loss,
-            images=images.clamp(0, 1), labels=targets, seconds=time.perf_counter() - start, done=True, reason=reason,
+            images=_displayable(images), labels=targets, seconds=clock(), done=True, reason=reason,
         )
 
     def _restart(
-        self, leak: Leak, state: _Restart, restart: int, start: float, best_loss: float
+        self, leak: Leak, state: _Restart, restart: int, clock: _Clock, best_loss: float
     ) -> Generator[AttackStep, None, tuple[float, torch.Tensor, torch.Tensor, str]]:
         """One restart. Returns (loss, images, targets, reason to end the whole attack or "")."""
         s = self.settings
@@ -229,12 +252,15 @@ class GradientInversion:
         def snapshot(iteration: int, stage: str, loss: float, variables: torch.Tensor) -> AttackStep:
             images, targets = state.unpack(variables.detach())
             return AttackStep(
-                iteration, stage, restart, loss, min(best_loss, loss), images.clamp(0, 1), targets,
-                time.perf_counter() - start,
+                iteration, stage, restart, loss, min(best_loss, loss), _displayable(images), targets,
+                clock(),
             )
 
-        def evaluate(variables: torch.Tensor, iteration: int):
-            """Stages 2-4 at `variables`: (loss, dD/dvariables)."""
+        def evaluate(variables: torch.Tensor, iteration: int, moved_from: float = math.nan):
+            """Stages 2-4 at `variables`: (loss, dD/dvariables). In stage mode a step that moved the
+            pixels is shown first as the update stage (with the loss it moved from)."""
+            if s.stages and not math.isnan(moved_from):
+                yield snapshot(iteration, "update", moved_from, variables)
             variables = variables.detach().requires_grad_()
             images, targets = state.unpack(variables)
             dummy = dummy_gradient(leak, images, targets)  # Stage 2
@@ -260,7 +286,7 @@ class GradientInversion:
         optimiser = self._optimiser(variables)
         iteration = 0
         while iteration < s.iterations:
-            if s.time_limit and time.perf_counter() - start > s.time_limit:
+            if s.time_limit and clock() > s.time_limit:
                 return result(f"time limit of {s.time_limit:g} s reached")
             if state.sigmoid and iteration >= s.sigmoid_steps:  # leave the sigmoid: same images, raw pixels
                 state.variables = variables
@@ -275,7 +301,7 @@ class GradientInversion:
                 )
                 iteration += evaluations
             else:
-                variables, loss, gradient = yield from self._adam_step(optimiser, variables, gradient, iteration, evaluate)
+                variables, loss, gradient = yield from self._adam_step(optimiser, loss, gradient, iteration, evaluate)
                 iteration += 1
             if not math.isfinite(loss):
                 return result(
@@ -284,7 +310,8 @@ class GradientInversion:
                 )
             if loss < kept[0]:
                 kept = (loss, variables.detach().clone())  # Adam updates its tensor in place
-            yield snapshot(iteration, "update", loss, variables)
+            if not s.stages:
+                yield snapshot(iteration, "update", loss, variables)
             if loss < s.tolerance:
                 return result(f"converged: gradient distance {loss:.2e} below {s.tolerance:g}")
         return result()
@@ -309,7 +336,7 @@ class GradientInversion:
             candidate = variables + t * direction
             if self.settings.box and not state.sigmoid:
                 candidate = state.project(candidate)
-            new_loss, new_gradient = yield from evaluate(candidate, iteration + evaluations)
+            new_loss, new_gradient = yield from evaluate(candidate, iteration + evaluations + 1, loss)
             evaluations += 1
             if math.isfinite(new_loss) and new_loss <= GUARD * loss + 1e-12:
                 break
@@ -318,7 +345,7 @@ class GradientInversion:
             lbfgs.update(candidate - variables, new_gradient - gradient)
         return candidate.detach(), new_loss, new_gradient, evaluations
 
-    def _adam_step(self, optimiser, variables, gradient, iteration, evaluate):
+    def _adam_step(self, optimiser, loss, gradient, iteration, evaluate):
         """One (signed) Adam step on the dummies, then the box constraint."""
         adam, scheduler = optimiser
         parameter = adam.param_groups[0]["params"][0]
@@ -328,5 +355,5 @@ class GradientInversion:
         if self.settings.box:
             with torch.no_grad():
                 parameter.clamp_(0, 1)
-        loss, gradient = yield from evaluate(parameter, iteration + 1)
+        loss, gradient = yield from evaluate(parameter, iteration + 1, loss)
         return parameter.detach(), loss, gradient
