@@ -19,7 +19,9 @@ from torch import nn
 
 from .attacks import AttackStep, GradientInversion, create_attack
 from .config import Config
-from .data import Batch, ImageSet, load_dataset, sample_client_batches, select_batch, to_model_input
+from .data import (
+    Batch, ImageSet, class_histogram, client_shares, load_dataset, sample_client_batches, select_batch, to_model_input,
+)
 from .device import resolve_device, set_threads
 from .leakage import Leak, leak_update
 from .metrics import Evaluation, evaluate
@@ -54,6 +56,13 @@ class Setup:
     def labels(self) -> torch.Tensor:
         """All clients' labels, (n,)."""
         return torch.cat([b.labels for b in self.clients])
+
+    def share_histograms(self) -> torch.Tensor:
+        """(clients, classes) counts of the images each client holds (its whole share of the data
+        set, which its batch was drawn from), split exactly as `prepare` split them."""
+        d = self.config.data
+        shares = client_shares(self.dataset, d.clients, d.split, d.alpha, self.config.seed, d.classes, d.shards_per_client)
+        return class_histogram(self.dataset.labels, shares, self.dataset.num_classes)
 
     @property
     def attacker_labels(self) -> Optional[torch.Tensor]:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
-import numpy as np
 import streamlit as st
 import torch
 
 from engine.config import Config, ConfigError, to_dict, with_overrides
-from engine.data import ImageSet, UploadError, class_histogram, load_dataset, split_clients, to_model_input
+from engine.data import ImageSet, UploadError, load_dataset, to_model_input
 from engine.data.imageset import CLASS_NAMES
 from engine.experiment import Setup, model_input_shape, prepare
 from engine.leakage import leak_update
@@ -278,16 +277,6 @@ def client_messages(s: Setup, limit: int = 4) -> dict[str, dict[str, float]]:
         out[f"phone {k + 1}"] = own.layer_norms()
     out["server's average"] = s.leak.layer_norms()
     return out
-
-
-def client_histograms(s: Setup) -> np.ndarray:
-    """(clients, classes) counts of the images each client holds (its whole share of the data set,
-    which its batch is drawn from), split exactly as `prepare` split them."""
-    data, labels = s.config.data, s.dataset.labels
-    if data.classes is not None:  # prepare splits only the images of the chosen classes
-        labels = labels[torch.isin(labels, torch.tensor(data.classes))]
-    parts = split_clients(labels, data.clients, data.split, data.alpha, data.shards_per_client, s.config.seed)
-    return class_histogram(labels, parts, s.dataset.num_classes).numpy()
 
 
 def describe(s: Setup) -> str:

@@ -130,7 +130,7 @@ def show_leak(setup) -> None:
                     st.caption(f"Client {k + 1}")
                 draw.strip(batch.images, common.class_names(setup, batch.labels), size=size)
     if len(setup.clients) > 1 and common.uploads() is None:
-        counts = common.attempt(common.client_histograms, setup)
+        counts = common.attempt(lambda s: s.share_histograms().numpy(), setup)
         if counts is not None:
             st.markdown("**Which classes each client holds** (all its data; the batch above is drawn from it)")
             draw.histogram(counts, setup.dataset.classes)

@@ -62,3 +62,12 @@ def test_cifar_without_a_root_says_what_it_needs() -> None:
 def test_a_batch_larger_than_the_data_is_refused_with_both_numbers() -> None:
     with pytest.raises(ValueError, match="100"):
         prepare(quick("data.dataset=lfw_faces", "data.batch_size=101"))
+
+
+def test_share_histograms_count_what_each_client_was_dealt() -> None:
+    setup = prepare(quick("data.clients=4", "data.batch_size=2", "data.split=shards", "data.shards_per_client=1"))
+    counts = setup.share_histograms()
+    assert counts.shape == (4, 10)
+    assert int(counts.sum()) == len(setup.dataset)  # every image is dealt once
+    for client, batch in zip(counts, setup.clients):  # each batch comes from its client's share
+        assert all(client[int(y)] > 0 for y in batch.labels)

@@ -7,7 +7,7 @@
 """
 
 from .batch import Batch, select_batch
-from .clients import SplitMethod, class_histogram, sample_client_batches, split_clients
+from .clients import SplitMethod, class_histogram, client_shares, sample_client_batches, split_clients
 from .imageset import ImageSet
 from .loading import DATASETS, load_dataset
 from .transforms import to_model_input
@@ -25,5 +25,6 @@ __all__ = [
     "SplitMethod",
     "split_clients",
     "class_histogram",
+    "client_shares",
     "sample_client_batches",
 ]

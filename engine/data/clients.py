@@ -101,6 +101,26 @@ def class_histogram(labels: torch.Tensor, parts: list[torch.Tensor], num_classes
     return torch.stack(rows) if rows else torch.zeros(0, num_classes, dtype=torch.int64)
 
 
+def client_shares(
+    dataset: ImageSet,
+    num_clients: int,
+    method: SplitMethod = "iid",
+    alpha: float = 0.5,
+    seed: int = 0,
+    classes: Sequence[int] | None = None,
+    shards_per_client: int = 2,
+) -> list[torch.Tensor]:
+    """Rows of ``dataset`` each client holds: its whole share, which its batch is drawn from.
+
+    With ``classes`` only images of those labels are split."""
+    pool = torch.arange(len(dataset))
+    if classes is not None:
+        pool = torch.nonzero(torch.isin(dataset.labels, torch.as_tensor(list(classes)))).flatten()
+        if len(pool) == 0:
+            raise ValueError(f"no images of classes {list(classes)} in {dataset.name!r}")
+    return [pool[part] for part in split_clients(dataset.labels[pool], num_clients, method, alpha, shards_per_client, seed)]
+
+
 def sample_client_batches(
     dataset: ImageSet,
     num_clients: int,
@@ -117,12 +137,7 @@ def sample_client_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    pool = torch.arange(len(dataset))
-    if classes is not None:
-        pool = torch.nonzero(torch.isin(dataset.labels, torch.as_tensor(list(classes)))).flatten()
-        if len(pool) == 0:
-            raise ValueError(f"no images of classes {list(classes)} in {dataset.name!r}")
-    parts = split_clients(dataset.labels[pool], num_clients, method, alpha, shards_per_client, seed)
+    parts = client_shares(dataset, num_clients, method, alpha, seed, classes, shards_per_client)
     generator = torch.Generator().manual_seed(seed)
     batches = []
     for k, part in enumerate(parts):
@@ -132,5 +147,5 @@ def sample_client_batches(
                 "use fewer clients, a smaller batch, or a larger alpha"
             )
         chosen = part[torch.randperm(len(part), generator=generator)[:batch_size]]
-        batches.append(Batch.from_indices(dataset, pool[chosen]))
+        batches.append(Batch.from_indices(dataset, chosen))
     return batches
