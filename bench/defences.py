@@ -11,9 +11,11 @@ after sending their masked input (their self-masks still come off). Prints the r
 the bytes a surviving client sent against plain FedAvg's 4 bytes per entry, and the largest
 difference between the unmasked sum and the plain sum.
 
-Noise sweeps: `engine.defences.sweep` over defence.dp.noise_multiplier (example level, C = 1 and 10): DLG's
-PSNR on one digit, the epsilon of that one round at delta 1e-5, and the test accuracy of a FedAvg
-training run (5 clients, 10 rounds of 5 local steps) under the same noise.
+Sweeps, each through `engine.defences.sweep`: defence.dp.noise_multiplier (example level, C = 1
+and 10), the compression method, DLG's pruning fraction, and cohorts (images per client, clients per
+round). Each row: DLG's PSNR (300 iterations, default seed), the epsilon of that one round at delta
+1e-5, the compression ratio, and for DP and compression the test accuracy of a FedAvg training run
+(5 clients, 10 rounds of 5 local steps) under the same defence, with the epsilon that run spent.
 """
 
 from __future__ import annotations
@@ -61,15 +63,17 @@ def secure_round(count: int, dropout: float = 0.1) -> None:
           f"{result.plain_bytes:>12,} {result.bytes_per_client / result.plain_bytes:>6.2f}x {error:>10.1e}")
 
 
-def noise_sweep(values: list[str], clip: str) -> None:
-    """DLG's PSNR, the round's epsilon and FedAvg's test accuracy at each noise multiplier, clipping at C."""
-    config = with_overrides(Config(), ["attack.iterations=300", f"defence.dp.clip={clip}"])
-    print(f"\nexample-level DP, clip C = {clip}")
-    print(f"{'sigma':>6} {'PSNR dB':>8} {'epsilon':>9} {'accuracy':>9} {'train eps':>10}")
-    for p in sweep_points(config, "defence.dp.noise_multiplier", values, Training()):
+def table(title: str, overrides: list[str], param: str, values: list[str], train: bool = True) -> None:
+    """One sweep as a table: DLG's PSNR, the round's epsilon and compression ratio, FedAvg's test accuracy."""
+    config = with_overrides(Config(), ["attack.iterations=300", *overrides])
+    print(f"\n{title}")
+    print(f"{param.split('.')[-1]:>16} {'PSNR dB':>8} {'epsilon':>9} {'ratio':>6} {'accuracy':>9} {'train eps':>10}")
+    for p in sweep_points(config, param, values, Training() if train else None):
         eps = "-" if p.epsilon is None else f"{p.epsilon:.3g}"
+        ratio = "-" if p.compression_ratio is None else f"{p.compression_ratio:.1f}"
+        acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
         train_eps = "-" if p.training_epsilon is None else f"{p.training_epsilon:.3g}"
-        print(f"{p.value:>6} {p.psnr:>8.1f} {eps:>9} {p.accuracy:>9.1%} {train_eps:>10}", flush=True)
+        print(f"{p.value:>16} {p.psnr:>8.1f} {eps:>9} {ratio:>6} {acc:>9} {train_eps:>10}", flush=True)
 
 
 def main() -> None:
@@ -78,6 +82,8 @@ def main() -> None:
     parser.add_argument("--with-500", action="store_true", help="also time 500 clients (minutes: pure-Python Shamir)")
     parser.add_argument("--values", default="0,1e-3,1e-2,1e-1,1", help="noise multipliers for the sweep")
     parser.add_argument("--clips", default="1,10", help="clipping norms C, one sweep each (default 1,10)")
+    parser.add_argument("--skip-compression", action="store_true", help="leave out the compression tables")
+    parser.add_argument("--skip-cohorts", action="store_true", help="leave out the cohort tables")
     args = parser.parse_args()
     torch.set_num_threads(1)
     counts = [int(c) for c in args.clients.split(",") if c] + ([500] if args.with_500 else [])
@@ -86,8 +92,17 @@ def main() -> None:
           f"{'ratio':>7} {'max error':>10}")
     for count in counts:
         secure_round(count)
+    noise = [v for v in args.values.split(",") if v]
     for clip in (c for c in args.clips.split(",") if c):
-        noise_sweep([v for v in args.values.split(",") if v], clip)
+        table(f"example-level DP, clip C = {clip}", [f"defence.dp.clip={clip}"], "defence.dp.noise_multiplier", noise)
+    if not args.skip_compression:
+        table("compression (top_k keeps 10%, prune zeroes 10%, quantise 4 bits)", [], "defence.compression.method",
+              ["none", "top_k", "quantise", "sign", "prune"])
+        table("DLG's gradient pruning", ["defence.compression.method=prune"], "defence.compression.fraction",
+              ["0.1", "0.3", "0.5", "0.7", "0.9"], train=False)
+    if not args.skip_cohorts:
+        table("cohorts: images per client (one client)", [], "data.batch_size", ["1", "2", "4", "8"], train=False)
+        table("cohorts: clients of one image each", [], "data.clients", ["1", "2", "4", "8"], train=False)
 
 
 if __name__ == "__main__":

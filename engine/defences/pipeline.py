@@ -97,7 +97,7 @@ def defended_round(
         else client_update(model, params, x, y, protocol, local_steps, local_lr, local_batch_size)
         for x, y in clients
     ]  # step 1
-    messages = [{k: v.detach() for k, v in compress(m, defence.compression, generator)[0].items()} for m in messages]
+    messages = [compress(m, defence.compression, generator)[0] for m in messages]  # step 2
     client_level = noisy and dp.level == "client"
     if client_level:
         messages = [clip_update(m, dp.clip) for m in messages]  # step 3, Eq. (3)
