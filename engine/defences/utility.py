@@ -20,6 +20,7 @@ import torch
 
 from ..config import DefenceConfig
 from ..data import load_dataset, split_clients, to_model_input
+from ..experiment import model_input_shape
 from ..models import create_model
 from .pipeline import defended_round, round_epsilon
 
@@ -54,7 +55,7 @@ class TrainingResult:
 
 def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
-        return float((model(images).argmax(dim=1) == labels).float().mean())
+        return float((model(images).argmax(dim=1) == labels).float().mean())  # per image, in order
 
 
 def fedavg_accuracy(
@@ -63,7 +64,7 @@ def fedavg_accuracy(
     """Train a fresh model by FedAvg under `defence`; `on_round(round, accuracy)` after each round."""
     t = training
     train, test = load_dataset(t.dataset, "train"), load_dataset(t.dataset, "test")
-    channels, size = (3, 32) if t.dataset == "cifar10" else (1, 28)
+    channels, size = model_input_shape(t.dataset)
     x_train, x_test = to_model_input(train.images, channels, size), to_model_input(test.images, channels, size)
     model = create_model(t.model, channels, size, train.num_classes, seed=t.seed)
     shares = split_clients(train.labels, t.clients, "iid", seed=t.seed)
