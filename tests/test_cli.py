@@ -117,16 +117,18 @@ def test_ctrl_c_stops_the_attack_and_keeps_what_exists(tmp_path):
     out = tmp_path / "stopped"
     command = [sys.executable, "-m", "engine", "run", "--set", "data.batch_size=8", "--set", "attack.iterations=100000",
                "--set", "attack.time_limit=60", "--out", str(out)]
-    process = subprocess.Popen(  # SIGINT restored to default: a parent may have ignored it
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 60
-    while not (out / "config.json").exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the attack
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        process = subprocess.Popen(  # SIGINT restored to default: a parent may have ignored it
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 120  # wait until the progress bar shows the attack's loss
+        while "loss=" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    stderr = log.read_text()
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)

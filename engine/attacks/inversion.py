@@ -44,6 +44,7 @@ class Settings:
     restarts: int = 1
     labels: LabelMode = "recovered"
     init: str = "grey"  # dummy start, see stages.make_dummy
+    init_noise: float = 1e-3  # spread of the grey start
     sigmoid_steps: int = 0  # batches of 2+: optimise sigmoid(z) for this many evaluations, then raw pixels
     signed: bool = False  # step on the sign of the gradient (Inverting Gradients)
     box: bool = False  # clamp the dummies to [0, 1] after every step
@@ -62,7 +63,7 @@ class _Restart:
     """The variables of one restart: pixels (raw or behind a sigmoid) and, jointly, label logits."""
 
     def __init__(self, leak: Leak, settings: Settings, labels: torch.Tensor | None, generator: torch.Generator):
-        images = make_dummy(leak, settings.init, generator)  # Stage 1, (n, C, H, W)
+        images = make_dummy(leak, settings.init, generator, settings.init_noise)  # Stage 1, (n, C, H, W)
         self.shape = images.shape
         self.sigmoid = settings.sigmoid_steps > 0 and leak.num_images > 1
         pixels = torch.logit(images.clamp(1e-4, 1 - 1e-4)) if self.sigmoid else images

@@ -22,19 +22,20 @@ def make_dummy(
     leak: Leak,
     init: str = "grey",
     generator: torch.Generator | None = None,
+    noise: float = 1e-3,
 ) -> torch.Tensor:
     """Stage 1: one dummy image per leaked image, (n, C, H, W).
 
-    "grey": 0.5 plus 1e-3 noise (a start in the middle of the box, which measured best here);
+    "grey": 0.5 plus N(0, noise^2) (a start in the middle of the box, which measured best here);
     "uniform": U(0, 1); "normal": N(0, 1), the paper's choice."""
     shape = (leak.num_images, *leak.image_shape)
-    noise = torch.randn(shape, generator=generator)
+    gaussian = torch.randn(shape, generator=generator)
     if init == "grey":
-        images = 0.5 + 1e-3 * noise
+        images = 0.5 + noise * gaussian
     elif init == "uniform":
         images = torch.rand(shape, generator=generator)
     elif init == "normal":
-        images = noise
+        images = gaussian
     else:
         raise ValueError(f"unknown dummy init {init!r}; known: grey, uniform, normal")
     return images.to(next(iter(leak.params.values())).device)
