@@ -68,14 +68,15 @@ PAGES = (
              "Watch random noise turn into the private images, one stage at a time."),
     PageInfo("stronger", "pages/stronger.py", "Stronger attacks", ":material/bolt:",
              "Labels from the gradient, DLG against Inverting Gradients, bigger batches."),
+    PageInfo("defences", "pages/defences.py", "Defences and their price", ":material/shield:",
+             "Noise with its privacy budget, compression, secure aggregation: what stops the attack, at what price."),
     PageInfo("experiment", "pages/experiment.py", "Your experiment", ":material/science:",
              "Download or load config.json, download results, share a link to any page."),
 )
 PAGE = {p.key: p for p in PAGES}
 SET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "lfw_faces": "face", "cifar10": "CIFAR-10"}
 MODEL_NAMES = {"lenet": "LeNet", "convnet": "ConvNet", "mlp": "MLP", "resnet": "ResNet"}
-COMING = ("The VAE prior: what a generative model of digits adds to the attack",
-          "Defences: noise with its privacy budget, compression, secure aggregation")
+COMING = ("The VAE prior: what a generative model of digits adds to the attack",)
 
 
 # -----------------------------------------------------------------------------

@@ -162,6 +162,31 @@ def test_stronger_labels_and_race():
     assert any(m.value.startswith("**Inverting Gradients**") and "dB" in m.value for m in at.markdown)
 
 
+def test_defences_noise_moves_epsilon_and_stops_dlg():
+    at = open_page("pages/defences.py")
+    assert metric(at, "Privacy budget epsilon") == "none (no noise)"
+    assert metric(at, "Largest difference, secure vs plain sum") != ""  # the walk-through drew without an attack
+    at.select_slider(key="def.sigma").set_value(0.1).run()
+    weak = metric(at, "Privacy budget epsilon")
+    at.select_slider(key="def.sigma").set_value(1.0).run()
+    assert not at.exception
+    strong = metric(at, "Privacy budget epsilon")
+    assert float(strong) < float(weak)  # more noise, smaller epsilon
+    at.number_input(key="def.iters").set_value(100).run()
+    at.button(key="def.go").click().run()
+    drain(at, lambda a: sum("(done)" in m.value for m in a.markdown) == 2)
+    psnr = {m.value.split("**")[1]: float(m.value.split("**")[3].split()[0]) for m in at.markdown
+            if "PSNR **" in m.value}
+    assert psnr["With the defence"] < psnr["No defence"] - 5, psnr
+    at.selectbox(key="def.method").set_value("top_k").run()
+    assert not at.exception
+    assert metric(at, "Compression ratio").endswith("x") and metric(at, "Compression ratio") != "1x (none)"
+    at.checkbox(key="def.sa_drop").check().run()  # a phone drops out: the server still unmasks the others' sum
+    assert not at.exception and not at.error
+    assert any("sum is of the 2 phones that stayed" in c.value for c in at.caption)
+    assert float(metric(at, "Largest difference, secure vs plain sum")) < 1e-3
+
+
 def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
     at = open_page("pages/experiment.py")
     at.text_area(key="exp.paste").input('{"data": {"batch_size": "two"}}').run()

@@ -1,7 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` on a free port, driven by Debian's chromium
 through playwright. Walks the story (pick a batch, leak, step the four DLG stages, run DLG to the end
-on one digit, open a deep link), saves a screenshot of every page, and tries bad inputs (a text file
-as an image, a malformed config.json): each must give a clear message and no traceback.
+on one digit, turn DP noise on and see epsilon and the PSNR drop, open a deep link), saves a screenshot
+of every page, and tries bad inputs (a text file as an image, a malformed config.json): each must give
+a clear message and no traceback.
 
 Screenshots go to $LAB_SCREENSHOTS when set, else to a temporary folder (printed at the end).
 """
@@ -214,11 +215,31 @@ def test_story_walk(page, server, shots):
     clean(tab)
     shoot(tab, shots, "6-stronger")
 
+    # defences: noise on, epsilon appears at once, then DLG on the defended leak falls apart
+    nav(tab, "Defences")
+    assert metric(tab, "Privacy budget epsilon") == "none (no noise)"
+    sigma = slider(tab, "Noise multiplier sigma")
+    sigma.focus()
+    for _ in range(9):  # off -> 1e-4 -> ... -> 1
+        sigma.press("ArrowRight")
+    budget = tab.locator("[data-testid=stMetric]").filter(has_text="Privacy budget epsilon")
+    budget.get_by_text("0.671", exact=True).wait_for()  # the accountant's epsilon, before any attack
+    settle(tab)
+    tab.get_by_role("button", name="Run DLG on both").click()
+    done = tab.locator("[data-testid=stMarkdownContainer]").filter(has_text="(done)").filter(has_text="PSNR")
+    done.nth(1).wait_for(timeout=90_000)
+    settle(tab)
+    psnr = {line.split(":")[0].strip(): float(line.split("PSNR")[1].split("dB")[0])
+            for line in done.all_inner_texts()}
+    assert psnr["With the defence"] < psnr["No defence"] - 10, psnr
+    clean(tab)
+    shoot(tab, shots, "7-defences")
+
     nav(tab, "Your experiment")
     tab.get_by_text('"batch_size": 1').first.wait_for()
     tab.get_by_text("Share a link").wait_for()
     clean(tab)
-    shoot(tab, shots, "7-experiment")
+    shoot(tab, shots, "8-experiment")
 
 
 def test_deep_link_reopens_a_page_with_its_settings(page, server, shots):
