@@ -85,11 +85,11 @@ st.caption(f"Epsilon counts {'one image' if level == 'example' else 'one phone'}
               else "every phone takes part (q = 1), one round."))
 
 frame = pd.DataFrame([{"layer": c.layer, "update": "clean update", "L2 norm": c.clean_norm} for c in changes]
-                     + [{"layer": c.layer, "update": "defended (what the server sees)", "L2 norm": c.defended_norm}
+                     + [{"layer": c.layer, "update": "defended", "L2 norm": c.defended_norm}
                         for c in changes])
 draw.grouped_bars(frame, "layer", "L2 norm", "update", "L2 norm per layer (log)", log=True)
-st.caption("Clipping shrinks the bars; noise makes them grow again, but with random directions: look at "
-           "*Still points the same way*. No attack has run yet.")
+st.caption("*Defended* is what the server sees. Clipping shrinks the bars; noise makes them grow again, but "
+           "in random directions: look at *Still points the same way*. No attack has run yet.")
 
 # --- 2. attack the defended leak --------------------------------------------------------------------
 st.subheader("2. Attack the defended leak", anchor=False)
@@ -192,7 +192,10 @@ else:
             draw.heatmap(walk.masked, phones, "first 32 entries (share of the 32-bit ring)", "", height=40 * n)
         st.markdown("**The sum**: plain, and unmasked by the server from the masked vectors")
         draw.heatmap(walk.sums, ["plain sum", "secure sum"], "first 32 entries", "",
-                     height=90)
+                     height=110)
+        st.caption("Red is positive, blue negative. A phone's real update is small and smooth; its masked vector "
+                   "spreads over the whole range like static, and tells the server nothing. The two sum rows are "
+                   "the same colours: the masks cancelled.")
         if drop:
             st.caption(f"Phone {n} sent nothing, yet its masks were already in the others' vectors: the server "
                        f"rebuilt its mask key from the other phones' Shamir shares and removed them. The sum is "
