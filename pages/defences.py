@@ -34,25 +34,22 @@ st.subheader("1. One knob, instant effect: noise", anchor=False)
 st.markdown("Differential privacy **clips** each update to a norm C, then **adds Gaussian noise** of standard "
             "deviation sigma x C. The accountant turns sigma into **epsilon**: the smaller epsilon, the less "
             "any one image can change what the server sees.")
-k1, k2, k3 = st.columns([2, 1.4, 1.4])
-sigma = k1.select_slider("Noise multiplier sigma (0 = off)", SIGMAS, value=0.0, key="def.sigma",
-                         format_func=lambda s: "off" if s == 0 else f"{s:g}")
-clip = k2.select_slider("Clip norm C", CLIPS, value=1.0, key="def.clip", format_func=lambda c: f"{c:g}")
-level = k3.radio("Noise per", ["example", "client"], key="def.level", horizontal=True,
-                 format_func={"example": "image (DP-SGD)", "client": "phone (DP-FedAvg)"}.get)
-c1, c2, c3 = st.columns([1.5, 1.4, 1.4])
-method = c1.selectbox("Compression", list(METHODS), key="def.method", format_func=METHODS.get)
-fraction = c2.slider("Share of entries kept (top-k) or zeroed (prune)", 0.05, 0.95, 0.1, 0.05, key="def.fraction",
-                     disabled=method not in ("top_k", "prune"))
-bits = c3.slider("Bits per entry (quantise)", 1, 8, 4, key="def.bits", disabled=method != "quantise")
-
-settings = [f"defence.dp.noise_multiplier={sigma}", f"defence.dp.clip={clip}", f"defence.dp.level={level}",
-            f"defence.compression.method={method}", f"defence.compression.fraction={fraction}",
-            f"defence.compression.bits={bits}"]
-defended_cfg = common.attempt(with_overrides, base, settings)
+KNOBS = {"def.sigma": 0.0, "def.clip": 1.0, "def.level": "example", "def.method": "none", "def.fraction": 0.1,
+         "def.bits": 4}  # widget key -> default
+for knob, default in KNOBS.items():
+    st.session_state.setdefault(knob, default)
 
 
-def defended_setup():
+def defended_config():
+    """The session's leak config with the defence the knobs choose (None after an error, shown)."""
+    k = st.session_state
+    settings = [f"defence.dp.noise_multiplier={k['def.sigma']}", f"defence.dp.clip={k['def.clip']}",
+                f"defence.dp.level={k['def.level']}", f"defence.compression.method={k['def.method']}",
+                f"defence.compression.fraction={k['def.fraction']}", f"defence.compression.bits={k['def.bits']}"]
+    return common.attempt(with_overrides, base, settings)
+
+
+def defended_setup(defended_cfg):
     """The session's leak under the chosen defence, made once per change."""
     key = (defended_cfg, id(common.uploads()))
     cached = st.session_state.get(DEFENDED)
@@ -64,32 +61,58 @@ def defended_setup():
     return cached[1]
 
 
-defended = defended_setup() if defended_cfg is not None else None
-if defended is None:
-    st.stop()
-numbers = common.attempt(defence_metrics, defended_cfg, setup.leak.update, len(setup.dataset)) or {}
-changes = layer_changes(setup.leak.update, defended.leak.update)
-m1, m2, m3, m4 = st.columns(4)
-eps = numbers.get("epsilon")
-m1.metric("Privacy budget epsilon", "none (no noise)" if eps is None else f"{eps:.3g}",
-          help="Opacus's RDP accountant for this one round, at the delta below. Smaller is more private; "
-               "above about 10 the guarantee says little.")
-m2.metric("delta", f"{defended_cfg.defence.dp.delta:g}")
-ratio = numbers.get("compression_ratio")
-m3.metric("Compression ratio", "1x (none)" if ratio is None else f"{ratio:.1f}x",
-          help="Bits of the plain update over the bits sent, measured on this update.")
-m4.metric("Still points the same way", f"{update_cosine(setup.leak.update, defended.leak.update):.0%}",
-          help="Cosine between the clean and the defended update: 100% = same direction, near 0% = drowned.")
-st.caption(f"Epsilon counts {'one image' if level == 'example' else 'one phone'} joining or leaving the round: "
-           + ("its batch is a sample of its share of the bundled images, one step." if level == "example"
-              else "every phone takes part (q = 1), one round."))
+def defence_words(c) -> str:
+    """A config's defence in a few words."""
+    dp, method = c.defence.dp, c.defence.compression.method
+    parts = [f"noise sigma {dp.noise_multiplier:g} per {'image' if dp.level == 'example' else 'phone'}, "
+             f"clip C = {dp.clip:g}" if dp.noise_multiplier > 0 else "no noise"]
+    if method != "none":
+        parts.append(METHODS[method])
+    return "; ".join(parts)
 
-frame = pd.DataFrame([{"layer": c.layer, "update": "clean update", "L2 norm": c.clean_norm} for c in changes]
-                     + [{"layer": c.layer, "update": "defended", "L2 norm": c.defended_norm}
-                        for c in changes])
-draw.grouped_bars(frame, "layer", "L2 norm", "update", "L2 norm per layer (log)", log=True)
-st.caption("*Defended* is what the server sees. Clipping shrinks the bars; noise makes them grow again, but "
-           "in random directions: look at *Still points the same way*. No attack has run yet.")
+
+@st.fragment
+def knobs() -> None:
+    """The knobs and their instant effect; moving one reruns only this part of the page."""
+    k1, k2, k3 = st.columns([2, 1.4, 1.4])
+    k1.select_slider("Noise multiplier sigma (0 = off)", SIGMAS, key="def.sigma",
+                     format_func=lambda s: "off" if s == 0 else f"{s:g}")
+    k2.select_slider("Clip norm C", CLIPS, key="def.clip", format_func=lambda c: f"{c:g}")
+    level = k3.radio("Noise per", ["example", "client"], key="def.level", horizontal=True,
+                     format_func={"example": "image (DP-SGD)", "client": "phone (DP-FedAvg)"}.get)
+    c1, c2, c3 = st.columns([1.5, 1.4, 1.4])
+    method = c1.selectbox("Compression", list(METHODS), key="def.method", format_func=METHODS.get)
+    c2.slider("Share of entries kept (top-k) or zeroed (prune)", 0.05, 0.95, step=0.05, key="def.fraction",
+              disabled=method not in ("top_k", "prune"))
+    c3.slider("Bits per entry (quantise)", 1, 8, key="def.bits", disabled=method != "quantise")
+    defended_cfg = defended_config()
+    defended = defended_setup(defended_cfg) if defended_cfg is not None else None
+    if defended is None:
+        return
+    numbers = common.attempt(defence_metrics, defended_cfg, setup.leak.update, len(setup.dataset)) or {}
+    m1, m2, m3, m4 = st.columns(4)
+    eps = numbers.get("epsilon")
+    m1.metric("Privacy budget epsilon", "none (no noise)" if eps is None else f"{eps:.3g}",
+              help="Opacus's RDP accountant for this one round, at the delta below. Smaller is more private; "
+                   "above about 10 the guarantee says little.")
+    m2.metric("delta", f"{defended_cfg.defence.dp.delta:g}")
+    ratio = numbers.get("compression_ratio")
+    m3.metric("Compression ratio", "1x (none)" if ratio is None else f"{ratio:.1f}x",
+              help="Bits of the plain update over the bits sent, measured on this update.")
+    m4.metric("Still points the same way", f"{update_cosine(setup.leak.update, defended.leak.update):.0%}",
+              help="Cosine between the clean and the defended update: 100% = same direction, near 0% = drowned.")
+    st.caption(f"Epsilon counts {'one image' if level == 'example' else 'one phone'} joining or leaving the "
+               "round: " + ("its batch is a sample of its share of the bundled images, one step."
+                            if level == "example" else "every phone takes part (q = 1), one round."))
+    changes = layer_changes(setup.leak.update, defended.leak.update)
+    frame = pd.DataFrame([{"layer": c.layer, "update": "clean update", "L2 norm": c.clean_norm} for c in changes]
+                         + [{"layer": c.layer, "update": "defended", "L2 norm": c.defended_norm} for c in changes])
+    draw.grouped_bars(frame, "layer", "L2 norm", "update", "L2 norm per layer (log)", log=True)
+    st.caption("*Defended* is what the server sees. Clipping shrinks the bars; noise makes them grow again, but "
+               "in random directions: look at *Still points the same way*. No attack has run yet.")
+
+
+knobs()
 
 # --- 2. attack the defended leak --------------------------------------------------------------------
 st.subheader("2. Attack the defended leak", anchor=False)
@@ -111,6 +134,10 @@ def stop(key: str) -> None:
 
 def attack_jobs() -> list[Job]:
     """DLG on the undefended and on the defended leak, side by side, same seed and budget."""
+    defended_cfg = defended_config()
+    defended = defended_setup(defended_cfg) if defended_cfg is not None else None
+    if defended is None:
+        return []
     attack = with_overrides(cfg, [f"attack.iterations={int(iterations)}", f"attack.time_limit={float(limit)}"])
     jobs = []
     for title, s in (("No defence", setup), ("With the defence", defended)):
@@ -126,15 +153,6 @@ b1.button("Run DLG on both", type="primary", key="def.go", icon=":material/play_
           on_click=lambda: start(DP_JOBS, common.attempt(attack_jobs)))
 b2.button("Stop", on_click=stop, args=(DP_JOBS,), key="def.stop", icon=":material/stop:")
 jobs: list[Job] = st.session_state.get(DP_JOBS, [])
-
-
-def defence_words() -> str:
-    """The chosen defence in a few words."""
-    parts = [f"noise sigma {sigma:g} per {'image' if level == 'example' else 'phone'}, clip C = {clip:g}"
-             if sigma > 0 else "no noise"]
-    if method != "none":
-        parts.append(f"{METHODS[method]} ({ratio:.1f}x smaller)" if ratio else METHODS[method])
-    return "; ".join(parts)
 
 
 def show_jobs(runs: list[Job], s) -> None:
@@ -153,10 +171,8 @@ def show_jobs(runs: list[Job], s) -> None:
 
 
 if jobs:
-    if jobs[0].key != defended_cfg:
-        st.caption("This run used other defence settings; press **Run DLG on both** to attack the current ones.")
-    else:
-        st.caption(f"*With the defence* means: {defence_words()}.")
+    st.caption(f"*With the defence* in this run: {defence_words(jobs[0].key)}. Moved a knob since? Press "
+               "**Run DLG on both** again.")
     live(jobs, lambda: show_jobs(jobs, setup), key="def.live", together=True)
     st.caption("PSNR above about 30 dB: the digit is back. Below about 12 dB: noise.")
 else:
