@@ -155,25 +155,10 @@ b2.button("Stop", on_click=stop, args=(DP_JOBS,), key="def.stop", icon=":materia
 jobs: list[Job] = st.session_state.get(DP_JOBS, [])
 
 
-def show_jobs(runs: list[Job], s) -> None:
-    draw.strip(s.images, ["original " + n for n in common.class_names(s, s.labels)], size=56)
-    cols = st.columns(max(1, len(runs)))
-    for col, job in zip(cols, runs):
-        with col:
-            frame = job.frames[-1] if job.frames else None
-            psnr = "-" if frame is None else f"{frame.psnr:.1f} dB"
-            st.markdown(f"**{job.title}**: PSNR **{psnr}**, iteration {job.iteration}, {job.compute_s:.1f} s "
-                        f"({job.state})")
-            if frame is not None:
-                draw.strip(frame.images, size=56)
-            if job.error:
-                st.error(job.error)
-
-
 if jobs:
     st.caption(f"*With the defence* in this run: {defence_words(jobs[0].key)}. Moved a knob since? Press "
                "**Run DLG on both** again.")
-    live(jobs, lambda: show_jobs(jobs, setup), key="def.live", together=True)
+    live(jobs, lambda: draw.jobs_side_by_side(setup, jobs), key="def.live", together=True)
     st.caption("PSNR above about 30 dB: the digit is back. Below about 12 dB: noise.")
 else:
     st.caption("Press **Run DLG on both**: the same attack, on the same images, with and without the defence.")
@@ -237,7 +222,7 @@ else:
         b2.button("Stop", on_click=stop, args=(SA_JOBS,), key="def.sa_stop", icon=":material/stop:")
         sa_jobs = [j for j in st.session_state.get(SA_JOBS, []) if j.key == sa_cfg]
         if sa_jobs and not drop:
-            live(sa_jobs, lambda: show_jobs(sa_jobs, sa_setup), key="def.sa_live")
+            live(sa_jobs, lambda: draw.jobs_side_by_side(sa_setup, sa_jobs), key="def.sa_live")
         else:
             st.caption("Press **Attack the secure sum**: DLG works on what the server unmasked, and brings back "
                        "all the phones' images together. Secure aggregation hides individuals, not the aggregate.")

@@ -133,3 +133,18 @@ def histogram(counts: np.ndarray, classes: Sequence[str], height: int = 220) -> 
     ).properties(height=height)
     st.altair_chart(chart, width="stretch")
 
+
+
+def jobs_side_by_side(setup, jobs: Sequence) -> None:
+    """The originals, then one column per attack job: its latest frame, PSNR, iteration and state."""
+    names = [setup.dataset.classes[int(y)] for y in setup.labels]
+    strip(setup.images, ["original " + n for n in names], size=56)
+    for col, job in zip(st.columns(max(1, len(jobs))), jobs):
+        with col:
+            frame = job.frames[-1] if job.frames else None
+            psnr = "-" if frame is None else f"{frame.psnr:.1f} dB"
+            st.markdown(f"**{job.title}**: PSNR **{psnr}**, iteration {job.iteration}, {job.compute_s:.1f} s ({job.state})")
+            if frame is not None:
+                strip(frame.images, size=56)
+            if job.error:
+                st.error(job.error)

@@ -98,18 +98,7 @@ race: list[Job] = st.session_state.get(RACE, []) or recorded(
 def show_race() -> None:
     if race and race[0].recorded:
         st.caption(RECORDED)
-    draw.strip(setup.images, ["original " + n for n in common.class_names(setup, setup.labels)], size=56)
-    cols = st.columns(max(1, len(race)))
-    for col, job in zip(cols, race):
-        with col:
-            frame = job.frames[-1] if job.frames else None
-            psnr = "-" if frame is None else f"{frame.psnr:.1f} dB"
-            st.markdown(f"**{job.title}**: iteration {job.iteration}, PSNR **{psnr}**, "
-                        f"{job.compute_s:.1f} s ({job.state})")
-            if frame is not None:
-                draw.strip(frame.images, size=56)
-            if job.error:
-                st.error(job.error)
+    draw.jobs_side_by_side(setup, race)
     curves = [{"seconds": f.seconds, "PSNR (dB)": f.psnr, "attack": job.title} for job in race for f in job.frames]
     if curves:
         draw.curve(pd.DataFrame(curves), "seconds", "PSNR (dB)", "PSNR (dB)", color="attack", rule=30.0)
