@@ -167,7 +167,8 @@ def show() -> None:
             st.caption("Press **Next stage** to make them, or **Run to the end**.")
             return
         step = job.last
-        st.markdown(f"**The attacker's dummies**, iteration {step.iteration}")
+        start = f" of start {step.restart + 1} (a restart or another label guess)" if step.restart else ""
+        st.markdown(f"**The attacker's dummies**, iteration {step.iteration}{start}")
         images, labels = job.current()
         draw.strip(images, [f"guess {setup.dataset.classes[y]}" for y in labels])
     frame = job.frames[-1] if job.frames else None
