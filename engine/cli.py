@@ -72,14 +72,16 @@ def _attack(setup, config: Config):
     from .experiment import make_attack
 
     a = config.attack
-    steps = make_attack(config).steps(setup.leak, setup.attacker_labels)
+    attack = make_attack(config)
+    per_restart = attack.settings.iterations + getattr(attack.settings, "refine", 0)  # vae_prior: + pixel steps
+    steps = attack.steps(setup.leak, setup.attacker_labels)
     step, stopped = None, False
-    with tqdm(total=a.restarts * a.iterations, desc=a.name, unit="it", file=sys.stderr) as bar:
+    with tqdm(total=a.restarts * per_restart, desc=a.name, unit="it", file=sys.stderr) as bar:
         try:
             for step in steps:
                 if step.done:  # the summary step: the bar stays where the attack really stopped
                     continue
-                position = min(bar.total, step.restart * a.iterations + step.iteration)
+                position = min(bar.total, step.restart * per_restart + step.iteration)
                 bar.set_postfix(loss=f"{step.loss:.3g}", best=f"{step.best_loss:.3g}", refresh=False)
                 bar.update(position - bar.n)
         except KeyboardInterrupt:

@@ -89,7 +89,7 @@ class LeakConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    name: Literal["dlg", "idlg", "ig"] = "dlg"
+    name: Literal["dlg", "idlg", "ig", "vae_prior"] = "dlg"
     iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
     restarts: int = 1  # independent random initialisations; the best is kept
     labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
@@ -97,9 +97,16 @@ class AttackConfig:
     distance: Optional[str] = None  # None = the preset's gradient distance
     tv: Optional[float] = None  # total-variation weight; None = the preset's
     time_limit: float = 0.0  # seconds; 0 = no limit
+    prior: Optional[Literal["mnist", "fashion_mnist"]] = None  # vae_prior: the image prior; None = the data set's own
+    refine: Optional[int] = None  # vae_prior: pixel steps after the latent phase; None = the preset's
+    sigma_g: Optional[float] = None  # vae_prior: width of the gradient likelihood; None = the preset's
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "iterations must be >= 1", self.iterations)
+        _require(self.refine is None or self.refine >= 0, "refine must be null or >= 0", self.refine)
+        _require(self.sigma_g is None or self.sigma_g > 0, "sigma_g must be null or > 0", self.sigma_g)
+        _require(self.name != "vae_prior" or self.labels != "joint",
+                 "labels must be 'true' or 'recovered' for vae_prior (it decodes images, not label logits)", self.labels)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
         _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)
         _require(self.tv is None or self.tv >= 0, "tv must be null or >= 0", self.tv)

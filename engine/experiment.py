@@ -17,17 +17,18 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .attacks import AttackStep, GradientInversion, create_attack
+from .attacks import Attack, AttackStep, create_attack
 from .config import Config
 from .data import (
     Batch, ImageSet, class_histogram, client_shares, load_dataset, sample_client_batches, select_batch, to_model_input,
 )
 from .device import resolve_device, set_threads
 from .leakage import Leak, leak_update
-from .metrics import Evaluation, evaluate
+from .metrics import Evaluation, closer_to_victim, evaluate
 from .models import create_model, train_model
+from .priors import PRIORS, Prior, load_prior
 
-__all__ = ["Setup", "Result", "prepare", "make_attack", "finish", "run", "model_input_shape"]
+__all__ = ["Setup", "Result", "prepare", "make_attack", "prior_name", "prior_check", "finish", "run", "model_input_shape"]
 
 
 def model_input_shape(dataset: str) -> tuple[int, int]:
@@ -82,6 +83,7 @@ class Result:
     seconds: float  # wall time of the attack itself
     iterations: int
     reason: str
+    spread: Optional[torch.Tensor] = None  # (n, C, H, W) per-pixel spread over posterior samples (vae_prior)
 
     def metrics(self) -> dict:
         """What `metrics.json` holds."""
@@ -133,17 +135,33 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
     return Setup(config, dataset, tuple(clients), model, leak, device)
 
 
-def make_attack(config: Config, **overrides) -> GradientInversion:
-    """The attack the config names, with its knobs; `overrides` set any other `Settings` field."""
+def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> Attack:
+    """The attack the config names, with its knobs; `overrides` set any other settings field.
+    `prior`: an already loaded image prior for `vae_prior` (else it is loaded from assets/)."""
     a = config.attack
     knobs = dict(iterations=a.iterations, restarts=a.restarts, labels=a.labels, time_limit=a.time_limit, seed=config.seed)
     if a.lr is not None:
         knobs["lr"] = a.lr
     if a.distance is not None:
         knobs["distance"] = a.distance
+    if a.name == "vae_prior":
+        knobs.update({key: getattr(a, key) for key in ("tv", "refine", "sigma_g") if getattr(a, key) is not None})
+        return create_attack(a.name, prior=prior or load_prior(prior_name(config)), **{**knobs, **overrides})
     if a.tv is not None:
         knobs["regularisers"] = (("tv", a.tv),) if a.tv > 0 else ()
     return create_attack(a.name, **{**knobs, **overrides})
+
+
+def prior_name(config: Config) -> str:
+    """The image prior a vae_prior attack uses: the configured one, or the one trained on the data set."""
+    if config.attack.prior is not None:
+        return config.attack.prior
+    if config.data.dataset not in PRIORS:
+        raise ValueError(
+            f"no image prior is trained on {config.data.dataset} (the 100 faces are too few to train one); "
+            f"set attack.prior to one of {', '.join(PRIORS)} to watch a prior of the wrong data at work"
+        )
+    return config.data.dataset
 
 
 def finish(setup: Setup, step: AttackStep) -> Result:
@@ -152,10 +170,29 @@ def finish(setup: Setup, step: AttackStep) -> Result:
     originals = setup.images.cpu()
     evaluation = evaluate(step.images.cpu(), originals, labels.cpu(), setup.labels.cpu())
     order = torch.tensor(evaluation.order)
+    spread = None if step.spread is None else step.spread.cpu()[order]
     return Result(
         evaluation, step.images.cpu()[order], labels.cpu()[order], originals, setup.labels.cpu(),
-        step.seconds, step.iteration, step.reason,
+        step.seconds, step.iteration, step.reason, spread,
     )
+
+
+def prior_check(setup: Setup, result: Result) -> dict:
+    """Plausible is not leaked: each reconstruction's nearest image in the shipped sample of the
+    prior's training set, and the share of reconstructions nearer their victim than that image."""
+    training = load_dataset(prior_name(setup.config), "train").images  # (M, C, H, W), bundled sample
+    if training.shape[1:] != result.reconstruction.shape[1:]:
+        raise ValueError("the prior's training images and the reconstructions differ in shape")
+    from .priors import nearest_training_images
+
+    index, distance = nearest_training_images(result.reconstruction, training)
+    closer = closer_to_victim(result.reconstruction, result.originals, training)
+    return {
+        "prior": prior_name(setup.config),
+        "closer_to_victim": float(closer.float().mean()),  # share nearer their victim than any training image
+        "nearest_training_mse": float(distance.mean()),
+        "nearest": training[index],  # (n, C, H, W), the nearest training image of each reconstruction
+    }
 
 
 def run(config: Config, on_step: Optional[Callable[[AttackStep], None]] = None) -> Result:

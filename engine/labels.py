@@ -52,28 +52,34 @@ def idlg_label(leak: Leak) -> int:
 
 
 @torch.no_grad()
-def mean_softmax(leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0) -> torch.Tensor:
-    """Estimate of the batch's mean softmax: the model's mean output on random binary images."""
+def _probe_softmax(leak: Leak, samples: int, density: float, seed: int, probes: torch.Tensor | None) -> torch.Tensor:
+    """The model's softmax on `probes` (B, C, H, W), by default `samples` random binary images."""
     device = next(iter(leak.params.values())).device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    probe = (torch.rand((samples, *leak.image_shape), generator=generator) < density).float().to(device)
-    logits = functional_call(leak.model, leak.params, (probe,))  # (samples, K)
-    return logits.softmax(dim=1).mean(dim=0)  # (K,)
+    if probes is None:
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        probes = (torch.rand((samples, *leak.image_shape), generator=generator) < density).float()
+    return functional_call(leak.model, leak.params, (probes.to(device),)).softmax(dim=1)  # (samples, K)
 
 
-@torch.no_grad()
-def softmax_spread(leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0) -> torch.Tensor:
+def mean_softmax(
+    leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0, probes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Estimate of the batch's mean softmax: the model's mean output on random binary images, or on
+    `probes` the attacker believes look like the data (an image prior's samples do better)."""
+    return _probe_softmax(leak, samples, density, seed, probes).mean(dim=0)  # (K,)
+
+
+def softmax_spread(
+    leak: Leak, samples: int = 64, density: float = 0.2, seed: int = 0, probes: torch.Tensor | None = None
+) -> torch.Tensor:
     """How much each class's softmax moves with the input: its standard deviation over the probes, (K,)."""
-    device = next(iter(leak.params.values())).device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    probe = (torch.rand((samples, *leak.image_shape), generator=generator) < density).float().to(device)
-    return functional_call(leak.model, leak.params, (probe,)).softmax(dim=1).std(dim=0).cpu()  # (K,)
+    return _probe_softmax(leak, samples, density, seed, probes).std(dim=0).cpu()  # (K,)
 
 
-def estimate_counts(leak: Leak, samples: int = 64, seed: int = 0) -> torch.Tensor:
+def estimate_counts(leak: Leak, samples: int = 64, seed: int = 0, probes: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. (3) before rounding: a real-valued count per class, (K,)."""
     _, bias = last_layer(leak)
-    return leak.num_images * (mean_softmax(leak, samples, seed=seed) - bias.cpu())
+    return leak.num_images * (mean_softmax(leak, samples, seed=seed, probes=probes) - bias.cpu())
 
 
 def round_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
@@ -90,15 +96,17 @@ def round_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
     return counts
 
 
-def label_candidates(leak: Leak, limit: int = 4, samples: int = 64, seed: int = 0) -> list[torch.Tensor]:
+def label_candidates(
+    leak: Leak, limit: int = 4, samples: int = 64, seed: int = 0, probes: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """The `limit` integer count vectors (K,) summing to n most consistent with Eq. (3), most likely
     first. The estimate is least sure for the classes whose softmax moves with the input, so each
     class's squared error is weighed by the inverse of its spread (a Mahalanobis distance with a
     diagonal covariance); a best-first search from the rounded estimate, one move (an image from
     class a to class b) at a time, lists the nearest multisets."""
-    estimate = estimate_counts(leak, samples, seed)
+    estimate = estimate_counts(leak, samples, seed, probes)
     start = round_counts(estimate, leak.num_images)
-    variance = (leak.num_images * softmax_spread(leak, samples, seed=seed)) ** 2 + 0.05
+    variance = (leak.num_images * softmax_spread(leak, samples, seed=seed, probes=probes)) ** 2 + 0.05
 
     def cost(counts: torch.Tensor) -> float:
         return float(((counts - estimate) ** 2 / variance).sum())
@@ -126,9 +134,9 @@ def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(counts)), counts)
 
 
-def recover_labels(leak: Leak) -> torch.Tensor:
+def recover_labels(leak: Leak, probes: torch.Tensor | None = None) -> torch.Tensor:
     """The attacker's best single guess of the batch's labels, (n,) sorted: iDLG for one image,
-    rounded counts (Eq. 3) for a batch."""
+    rounded counts (Eq. 3) for a batch (its mean softmax estimated on `probes` if given)."""
     if leak.num_images == 1:
         return torch.tensor([idlg_label(leak)])
-    return counts_to_labels(label_candidates(leak, limit=1)[0])
+    return counts_to_labels(label_candidates(leak, limit=1, probes=probes)[0])

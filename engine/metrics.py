@@ -124,3 +124,16 @@ def evaluate(
         per_image_psnr=tuple(per_image.tolist()),
         order=tuple(order.tolist()),
     )
+
+
+def closer_to_victim(recon: Tensor, victims: Tensor, training: Tensor) -> Tensor:
+    """Plausible is not leaked: for each reconstruction (B, C, H, W), True where it is nearer (mean
+    squared pixel distance) to its own victim image than to every image of `training` (M, C, H, W),
+    a sample of the image prior's training set. False means it looks more like a typical training
+    image than like the private one: the prior may have made it up. Returns (B,) bool."""
+    from .priors import nearest_training_images  # the priors package is only needed for this check
+
+    _check_pair(recon, victims)
+    own = mse(recon.float(), victims.float())  # (B,)
+    _, nearest = nearest_training_images(recon.float(), training.float())  # (B,)
+    return own < nearest

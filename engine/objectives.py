@@ -14,7 +14,7 @@ import torch
 Params = dict[str, torch.Tensor]
 Distance = Callable[[Params, Params], torch.Tensor]
 
-__all__ = ["DISTANCES", "create_distance", "squared_l2", "cosine", "layer_shares"]
+__all__ = ["DISTANCES", "create_distance", "squared_l2", "cosine", "cosine_rows", "layer_shares"]
 
 
 def squared_l2(dummy: Params, leaked: Params) -> torch.Tensor:
@@ -32,6 +32,16 @@ def cosine(dummy: Params, leaked: Params) -> torch.Tensor:
     return 1 - dot / (dummy_norm * leaked_norm + 1e-12)
 
 
+def cosine_rows(dummy: Params, leaked: Params) -> torch.Tensor:
+    """The cosine distance plus the mean cosine distance of each row of the classifier's weight
+    gradient. Row c of dL/dW is (1/n) sum_i (softmax_ic - [y_i = c]) h_i^T: for an untrained net
+    nearly minus the summed features of class c's images, so the row terms split a batch into one
+    sub-problem per class (../shared/FINDINGS.md: ~1 dB for the VAE prior at batch 16-32)."""
+    weight = list(leaked)[-2]  # the classifier's (K, D) weight, before its bias
+    rows = 1 - torch.nn.functional.cosine_similarity(dummy[weight], leaked[weight], dim=1, eps=1e-12)  # (K,)
+    return cosine(dummy, leaked) + rows.mean()
+
+
 def layer_shares(dummy: Params, leaked: Params) -> dict[str, float]:
     """Each layer's share of the squared L2 distance, for display (sums to 1)."""
     parts = {name: float(((dummy[name] - leaked[name]) ** 2).sum()) for name in leaked}
@@ -42,6 +52,7 @@ def layer_shares(dummy: Params, leaked: Params) -> dict[str, float]:
 DISTANCES: dict[str, Distance] = {
     "l2": squared_l2,
     "cosine": cosine,
+    "cosine_rows": cosine_rows,
 }
 
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .config import Config, to_json
-from .experiment import Result, Setup
+from .experiment import Result, Setup, prior_check
 
 __all__ = ["run_metrics", "comparison_image", "save_config", "save_run", "sweep_image", "save_sweep"]
 
@@ -69,27 +69,31 @@ def _to_uint8(images: torch.Tensor, scale: int) -> np.ndarray:
     return (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def comparison_image(originals: torch.Tensor, reconstruction: torch.Tensor, columns: int = 8) -> Image.Image:
+def comparison_image(originals: torch.Tensor, reconstruction: torch.Tensor, columns: int = 8,
+                     *more: torch.Tensor) -> Image.Image:
     """Originals above their reconstructions, `columns` pairs per band, upscaled so small digits are visible.
 
     Both are (n, C, H, W) in [0, 1] with C = 1 (grey) or 3 (RGB), in matching order; band b holds
-    images b*columns .. (b+1)*columns - 1, originals on its top row and reconstructions below.
+    images b*columns .. (b+1)*columns - 1, originals on its top row and reconstructions below, then
+    a row for each batch in `more` (the prior attack adds its spread and the nearest training images).
     """
-    if originals.shape != reconstruction.shape or originals.dim() != 4:
-        raise ValueError(f"expected two (n, C, H, W) batches of one shape, got {tuple(originals.shape)} "
-                         f"and {tuple(reconstruction.shape)}")
+    rows = (originals, reconstruction, *more)
+    if any(r.shape != originals.shape for r in rows) or originals.dim() != 4:
+        raise ValueError(f"expected (n, C, H, W) batches of one shape, got {[tuple(r.shape) for r in rows]}")
     n, c, h, w = originals.shape
     scale = max(1, math.ceil(TILE_PX / h))
     tile_h, tile_w = h * scale, w * scale
     columns = max(1, min(columns, n))
     bands = math.ceil(n / columns)
+    band_h = len(rows) * tile_h + (len(rows) - 1) * GAP_PX
     width = columns * tile_w + (columns - 1) * GAP_PX
-    height = bands * (2 * tile_h + GAP_PX) + (bands - 1) * BAND_GAP_PX
+    height = bands * band_h + (bands - 1) * BAND_GAP_PX
     canvas = np.full((height, width, c), BACKGROUND, dtype=np.uint8)
-    for row_offset, images in ((0, originals), (tile_h + GAP_PX, reconstruction)):
+    for r, images in enumerate(rows):
+        row_offset = r * (tile_h + GAP_PX)
         for i, tile in enumerate(_to_uint8(images, scale)):
             band, col = divmod(i, columns)
-            top = band * (2 * tile_h + GAP_PX + BAND_GAP_PX) + row_offset
+            top = band * (band_h + BAND_GAP_PX) + row_offset
             left = col * (tile_w + GAP_PX)
             canvas[top : top + tile_h, left : left + tile_w] = tile
     return Image.fromarray(canvas[:, :, 0] if c == 1 else canvas)  # mode L (grey) or RGB
@@ -105,15 +109,25 @@ def save_config(config: Config, out: str | Path) -> Path:
 
 
 def save_run(out: str | Path, setup: Setup, result: Result) -> dict[str, Path]:
-    """Write config.json, metrics.json and reconstruction.png into `out`; returns their paths by name."""
+    """Write config.json, metrics.json and reconstruction.png into `out`; returns their paths by name.
+    A prior attack also writes prior.png: originals, MAP reconstructions, their per-pixel spread
+    (white = the restarts disagree) and the nearest image of the prior's training sample."""
     out = Path(out)
     paths = {
         "config": save_config(setup.config, out),
         "metrics": out / "metrics.json",
         "image": out / "reconstruction.png",
     }
-    paths["metrics"].write_text(json.dumps(run_metrics(setup, result), indent=2) + "\n")
+    record = run_metrics(setup, result)
     comparison_image(result.originals, result.reconstruction).save(paths["image"])
+    if setup.config.attack.name == "vae_prior":
+        check = prior_check(setup, result)
+        record.update({key: value for key, value in check.items() if key != "nearest"})
+        spread = result.spread if result.spread is not None else torch.zeros_like(result.reconstruction)
+        paths["prior"] = out / "prior.png"
+        comparison_image(result.originals, result.reconstruction, 8, (spread * 4).clamp(0, 1),
+                         check["nearest"]).save(paths["prior"])
+    paths["metrics"].write_text(json.dumps(record, indent=2) + "\n")
     return paths
 
 

@@ -204,17 +204,18 @@ def show() -> None:
         if "diverged" in job.result.reason:
             st.warning(f"**The run diverged:** {job.result.reason}. Shown is the best point before that "
                        f"(PSNR {ev.psnr:.1f} dB). Press **Reset** to try another start.", icon=":material/warning:")
-            return
-        st.success(f"**Done:** PSNR {ev.psnr:.1f} dB, SSIM {ev.ssim:.2f}"
-                   + (f", labels {ev.label_accuracy:.0%} right" if ev.label_accuracy is not None else "")
-                   + f". {job.result.reason.capitalize()}. Above about 30 dB the images are as good as the originals.",
-                   icon=":material/check_circle:")
+        else:
+            st.success(f"**Done:** PSNR {ev.psnr:.1f} dB, SSIM {ev.ssim:.2f}"
+                       + (f", labels {ev.label_accuracy:.0%} right" if ev.label_accuracy is not None else "")
+                       + f". {job.result.reason.capitalize()}. Above about 30 dB the images are as good as the "
+                       "originals.", icon=":material/check_circle:")
+    if job.done and len(job.frames) > 1:
+        film(job)
 
 
-live([job] if job is not None else [], show, key="dlg.live")
-
-# --- the film -----------------------------------------------------------------------------------
-if job is not None and job.done and len(job.frames) > 1:
+def film(job: Job) -> None:
+    """A finished run, frame by frame. Drawn inside the live fragment, so it is there the moment the
+    run ends (it does not wait for the full rerun that follows)."""
     st.subheader("Scrub the run like a film", anchor=False)
     idx = st.slider("Frame", 0, len(job.frames) - 1, len(job.frames) - 1, key=f"dlg.film.{id(job)}")
     frame = job.frames[idx]
@@ -224,6 +225,9 @@ if job is not None and job.done and len(job.frames) > 1:
         draw.strip(setup.images, ["original"] * len(setup.labels))
     with right:
         draw.strip(frame.images, ["guess"] * len(frame.images))
+
+
+live([job] if job is not None else [], show, key="dlg.live")
 
 common.try_this(
     "Press **Next stage** four times and read each box: which stage uses the leaked gradient?",

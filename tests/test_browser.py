@@ -198,6 +198,7 @@ def test_story_walk(page, server, shots):
         stage.click()
         settle(tab)
         now = tab.locator("[data-testid=stMarkdownContainer]").filter(has_text=expected).filter(has_text="now")
+        now.first.wait_for(timeout=30_000)  # on a busy machine the rerun may begin only after settle() looked
         assert now.count() == 1, expected  # the stage just run is marked
     tab.get_by_text("Stage 3, per layer").wait_for()
     shoot(tab, shots, "4-dlg-stage-3")

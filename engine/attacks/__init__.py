@@ -6,11 +6,13 @@
 """
 
 from .inversion import GradientInversion, Settings
-from .presets import PRESETS, create_attack
+from .presets import ATTACKS, PRESETS, Attack, create_attack
+from .prior import PriorSettings, VAEPriorAttack, posterior_spread
 from .stages import backpropagate, compare, dummy_gradient, make_dummy
 from .step import AttackStep
 
 __all__ = [
-    "AttackStep", "GradientInversion", "PRESETS", "Settings", "create_attack",
+    "ATTACKS", "Attack", "AttackStep", "GradientInversion", "PRESETS", "Settings", "create_attack",
+    "PriorSettings", "VAEPriorAttack", "posterior_spread",
     "make_dummy", "dummy_gradient", "compare", "backpropagate",
 ]

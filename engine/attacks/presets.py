@@ -3,6 +3,7 @@
     DLG  (Zhu, Liu & Han 2019):   L-BFGS + squared L2 gradient distance, labels optimised jointly
     iDLG (Zhao, Mopuri & Bilen 2020): DLG with the label read off the gradient first
     IG   (Geiping et al. 2020):    signed Adam + cosine distance + total variation + box, lr steps
+    vae_prior:                     a MAP estimate in a VAE's latent space (prior.py), not a pixel preset
 
 Our DLG keeps the paper's objective and optimiser but takes the recipe that measured fastest and
 most reliable on these machines (../shared/FINDINGS.md, re-checked by bench/dlg_speed.py): grey
@@ -14,11 +15,15 @@ multisets tried as restarts.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Union
 
+from ..priors import Prior, load_prior
 from .inversion import GradientInversion, Settings
+from .prior import PriorSettings, VAEPriorAttack
 
-__all__ = ["PRESETS", "create_attack", "dlg", "idlg", "inverting_gradients"]
+__all__ = ["PRESETS", "ATTACKS", "Attack", "create_attack", "dlg", "idlg", "inverting_gradients"]
+
+Attack = Union[GradientInversion, VAEPriorAttack]  # both: .steps(leak, true_labels), .run(...), .settings
 
 
 def dlg(**overrides) -> Settings:
@@ -43,10 +48,16 @@ def inverting_gradients(**overrides) -> Settings:
 
 
 PRESETS: dict[str, Callable[..., Settings]] = {"dlg": dlg, "idlg": idlg, "ig": inverting_gradients}
+ATTACKS = (*PRESETS, "vae_prior")  # every name create_attack knows
 
 
-def create_attack(name: str, **overrides) -> GradientInversion:
-    """The attack called `name`, with any `Settings` field overridden."""
+def create_attack(name: str, prior: Prior | str | None = None, **overrides) -> Attack:
+    """The attack called `name`, with any settings field overridden. `vae_prior` needs `prior`:
+    a loaded `engine.priors.Prior` or the name of a shipped one."""
+    if name == "vae_prior":
+        if prior is None:
+            raise ValueError("the vae_prior attack needs an image prior: prior='mnist' or 'fashion_mnist'")
+        return VAEPriorAttack(PriorSettings(**overrides), load_prior(prior) if isinstance(prior, str) else prior)
     if name not in PRESETS:
-        raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")
     return GradientInversion(PRESETS[name](**overrides))

@@ -29,6 +29,7 @@ class AttackStep:
     seconds: float  # wall time since the attack started
     done: bool = False
     reason: str = ""
+    spread: torch.Tensor | None = None  # (B, C, H, W) per-pixel spread over posterior samples (prior attack, done step)
 
     def __repr__(self) -> str:
         end = f", done: {self.reason}" if self.done else ""

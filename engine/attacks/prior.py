@@ -1,0 +1,266 @@
+"""Gradient inversion with a VAE image prior: a MAP estimate of the batch in latent space.
+
+Pixel attacks (DLG, Inverting Gradients) search B x C x H x W pixels; once the gradient is an
+average over dozens of images there are too many pixel batches that fit it. An image prior p(x)
+turns the inversion into a posterior problem (the lab's headline lesson; ../shared/FINDINGS.md).
+
+    p(x | g)  proportional to  p(g | x) p(x)                                            # Eq. (1)
+
+Likelihood: a Gaussian of width sigma_g on the direction of the update (the server may scale it),
+
+    -log p(g | x) = || g(x)/|g(x)| - g/|g| ||^2 / (2 sigma_g^2) + c
+                  = (1 - cos(g(x), g)) / sigma_g^2 + c                                    # Eq. (2)
+
+where g(x) is the update the dummies x (with labels y) would send. Prior: x = D(z), the decoder of
+a VAE (engine.priors), with z_i ~ N(0, I) for each image i, so -log p(z) = 1/2 sum_i |z_i|^2 + c.
+
+The MAP estimate, multiplied through by sigma_g^2 so the loss keeps the gradient distance's scale:
+
+    z* = argmin_z  d(g(D(z)), g) + (sigma_g^2 / 2) sum_i |z_i|^2                          # Eq. (3)
+
+d is the cosine distance of Eq. (2), by default with a per-row term on the classifier
+(`engine.objectives.cosine_rows`). Each z_i starts at the latent mean of its recovered class; Adam
+steps the codes, the learning rate drops 10x at 1/2 and 3/4 of the latent phase. A second, optional
+stage refines pixels from x0 = D(z*), staying near the decoder's range:
+
+    x* = argmin_{x in [0,1]}  d(g(x), g) + tv TV(x) + mu |x - x0|^2 / (B C H W)           # Eq. (4)
+
+Several restarts give posterior samples: the one with the lowest loss is the MAP image, and the
+per-pixel standard deviation over all of them (matched image to image) shows where the attacker is
+sure and where it is guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Generator, Iterator, Literal
+
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ..labels import counts_to_labels, label_candidates
+from ..leakage import Leak
+from ..objectives import create_distance
+from ..priors import Prior
+from ..regularisers import total_variation
+from .inversion import _Clock
+from .stages import compare, dummy_gradient
+from .step import AttackStep
+
+__all__ = ["PriorSettings", "VAEPriorAttack"]
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """The knobs of the VAE-prior attack."""
+
+    iterations: int = 400  # latent (Adam) steps per restart
+    refine: int = 100  # pixel steps after the latent phase (Eq. 4); 0 = none
+    restarts: int = 2  # posterior samples: the best is the MAP, the spread is over all
+    lr: float = 0.1  # Adam on the latent codes
+    refine_lr: float = 0.01  # signed Adam on the pixels
+    sigma_g: float = 3e-3  # width of the gradient likelihood, Eq. (2): smaller trusts the gradient more
+    distance: str = "cosine_rows"  # a name in engine.objectives.DISTANCES
+    tv: float = 1e-3  # total variation in the pixel refinement
+    proximity: float = 0.03  # mu of Eq. (4): how near the decoder's output the refinement stays
+    labels: Literal["true", "recovered"] = "recovered"
+    label_samples: int = 512  # prior samples that estimate the batch's mean softmax for the label counts
+    time_limit: float = 0.0  # seconds for the whole attack, shared by the restarts; 0 = none
+    seed: int = 0
+
+
+@dataclass
+class _Sample:
+    """One restart's outcome: its loss, images (B, C, H, W) and latent codes (B, d)."""
+
+    loss: float
+    images: torch.Tensor
+    latents: torch.Tensor
+
+
+class VAEPriorAttack:
+    """MAP (and posterior spread) of the leaked batch under a VAE prior; same stepper as DLG/IG."""
+
+    name = "vae_prior"
+
+    def __init__(self, settings: PriorSettings, prior: Prior) -> None:
+        self.settings = settings
+        self.prior = prior
+        self.distance = create_distance(settings.distance)
+
+    def __repr__(self) -> str:
+        return f"VAEPriorAttack(prior trained on {self.prior.name}, {self.settings})"
+
+    def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
+        """Drain the attack; the last step holds the MAP reconstruction and the spread."""
+        step = None
+        for step in self.steps(leak, true_labels):
+            pass
+        assert step is not None
+        return step
+
+    def labels(self, leak: Leak, true_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The labels the attack assumes, (B,) sorted: the truth, or counts read off the gradient
+        with the batch's mean softmax estimated on the prior's samples (FINDINGS: exact far more
+        often than random probes)."""
+        if self.settings.labels == "true":
+            if true_labels is None:
+                raise ValueError("labels='true' needs the true labels (an attacker who knows them)")
+            return true_labels.sort().values
+        generator = torch.Generator().manual_seed(self.settings.seed)
+        with torch.no_grad():
+            probes = self.prior.vae.sample(self.settings.label_samples, generator)
+        return counts_to_labels(label_candidates(leak, limit=1, probes=probes)[0])
+
+    def check(self, leak: Leak) -> None:
+        """The prior must make images of the shape the victim takes."""
+        vae = self.prior.vae
+        made = (vae.channels, vae.size, vae.size)
+        if tuple(leak.image_shape) != made:
+            raise ValueError(
+                f"the {self.prior.name} prior makes {made[0]}x{made[1]}x{made[2]} images but the victim takes "
+                f"{'x'.join(map(str, leak.image_shape))}: use a 28-pixel grey data set (MNIST, Fashion-MNIST, faces)"
+            )
+
+    def steps(self, leak: Leak, true_labels: torch.Tensor | None = None) -> Iterator[AttackStep]:
+        """Yield a step per latent or pixel iteration of each restart; the last one is `done`,
+        with the MAP images and, over the restarts, the per-pixel `spread`."""
+        self.check(leak)
+        s = self.settings
+        clock = _Clock()
+        device = next(iter(leak.params.values())).device
+        self.prior.vae.to(device)
+        labels = self.labels(leak, None if true_labels is None else true_labels.cpu()).to(device)
+        samples: list[_Sample] = []
+        reason = f"finished {s.restarts} restart(s) of {s.iterations} latent + {s.refine} pixel steps"
+        runs: list[Generator] = []
+        try:
+            for restart in range(s.restarts):
+                deadline = s.time_limit * (restart + 1) / s.restarts if s.time_limit else math.inf
+                runs.append(self._restart(leak, labels, restart, clock, deadline, samples))
+                sample = yield from _forward(runs[-1], clock)
+                if sample is None:  # diverged before any finite loss
+                    continue
+                samples.append(sample)
+                if s.time_limit and clock() > s.time_limit:
+                    reason = f"time limit of {s.time_limit:g} s reached after {len(samples)} restart(s)"
+                    break
+        finally:
+            for run in runs:
+                run.close()
+        if not samples:
+            images = self.prior.vae.decode(self._start(labels, 0).to(device)).detach()
+            yield AttackStep(0, "done", 0, math.nan, math.nan, images.clamp(0, 1), labels, clock(), True,
+                             "the run diverged: every restart's loss became non-finite")
+            return
+        best = min(range(len(samples)), key=lambda r: samples[r].loss)
+        spread = posterior_spread([sample.images for sample in samples], best, labels)
+        yield AttackStep(
+            s.iterations + s.refine, "done", best, samples[best].loss, samples[best].loss,
+            samples[best].images.clamp(0, 1), labels, clock(), True, reason, spread,
+        )
+
+    def _start(self, labels: torch.Tensor, restart: int) -> torch.Tensor:
+        """z_i at its class's latent mean plus that class's spread times N(0, 1), (B, d)."""
+        generator = torch.Generator().manual_seed(self.settings.seed * 1000 + restart)
+        means, stds = self.prior.class_means.cpu(), self.prior.class_stds.cpu()
+        noise = torch.randn((len(labels), means.shape[1]), generator=generator)
+        labels = labels.cpu()
+        return means[labels] + stds[labels] * noise  # (B, d)
+
+    def _loss(self, leak: Leak, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return compare(dummy_gradient(leak, images, labels), leak, self.distance)  # Eq. (2)
+
+    def _restart(self, leak, labels, restart, clock, deadline, samples) -> Generator[AttackStep, None, _Sample | None]:
+        """One restart: the latent MAP (Eq. 3), then the pixel refinement (Eq. 4)."""
+        s = self.settings
+        vae = self.prior.vae
+        device = labels.device
+        best_before = min((x.loss for x in samples), default=math.inf)
+        start_time = clock()
+        budget = deadline - start_time  # this restart's seconds (inf without a time limit)
+        latent_share = s.iterations / (s.iterations + s.refine)
+
+        def step(iteration: int, loss: float, images: torch.Tensor) -> AttackStep:
+            return AttackStep(iteration, "update", restart, loss, min(best_before, loss),
+                              images.detach().clamp(0, 1), labels, clock())
+
+        # --- latent phase: Eq. (3) -------------------------------------------------------------
+        z = self._start(labels, restart).to(device).requires_grad_()
+        adam = torch.optim.Adam([z], lr=s.lr)
+        weight = s.sigma_g ** 2 / 2
+        kept: _Sample | None = None
+        yield AttackStep(0, "dummy", restart, math.nan, best_before, vae.decode(z).detach(), labels, clock())
+        for iteration in range(1, s.iterations + 1):
+            progress = max(iteration / s.iterations, (clock() - start_time) / (budget * latent_share))
+            if progress > 1:
+                break
+            for group in adam.param_groups:
+                group["lr"] = s.lr * (0.1 if progress > 0.5 else 1) * (0.1 if progress > 0.75 else 1)
+            images = vae.decode(z)  # x = D(z), (B, C, H, W)
+            fit = self._loss(leak, images, labels)
+            loss = fit + weight * z.pow(2).sum()  # Eq. (3)
+            adam.zero_grad()
+            loss.backward()
+            value = float(fit.detach())
+            if not math.isfinite(value):
+                return kept
+            if kept is None or value < kept.loss:
+                kept = _Sample(value, images.detach(), z.detach().clone())
+            adam.step()
+            yield step(iteration, value, images)
+        if kept is None or s.refine == 0:
+            return kept
+
+        # --- pixel refinement: Eq. (4) -------------------------------------------------------------
+        anchor = kept.images
+        x = anchor.clone().requires_grad_()
+        adam = torch.optim.Adam([x], lr=s.refine_lr)
+        refine_start = clock()
+        for iteration in range(1, s.refine + 1):
+            if clock() > deadline and iteration > 1:
+                break
+            if iteration == s.refine // 2 or (budget < math.inf and clock() - refine_start > (deadline - refine_start) / 2):
+                for group in adam.param_groups:
+                    group["lr"] = s.refine_lr / 10
+            fit = self._loss(leak, x, labels)
+            loss = fit + s.tv * total_variation(x) + s.proximity * (x - anchor).pow(2).mean()  # Eq. (4)
+            adam.zero_grad()
+            loss.backward()
+            value = float(fit.detach())
+            if not math.isfinite(value):
+                break
+            if value < kept.loss:
+                kept = replace(kept, loss=value, images=x.detach().clone())
+            x.grad = x.grad.sign()
+            adam.step()
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            yield step(s.iterations + iteration, value, x)
+        return kept
+
+
+def _forward(run: Generator, clock: _Clock):
+    """Hand `run`'s steps to the caller (not counting the caller's time); return its result."""
+    while True:
+        try:
+            step = next(run)
+        except StopIteration as end:
+            return end.value
+        yield from clock.hand_over(step)
+
+
+def posterior_spread(samples: list[torch.Tensor], best: int, labels: torch.Tensor) -> torch.Tensor:
+    """Per-pixel standard deviation over the restarts' images, (B, C, H, W), each restart's images
+    first matched to the MAP's (only among images of the same label) so the same digit is compared
+    with itself. Zero with a single restart."""
+    reference = samples[best]
+    same = labels[:, None] == labels[None, :]  # (B, B)
+    aligned = []
+    for images in samples:
+        cost = torch.cdist(reference.flatten(1), images.flatten(1)).pow(2)  # (B, B)
+        cost = torch.where(same, cost, torch.full_like(cost, 1e9))
+        _, order = linear_sum_assignment(cost.cpu().numpy())
+        aligned.append(images[torch.as_tensor(order, device=images.device)])
+    return torch.stack(aligned).std(dim=0, unbiased=False)
