@@ -17,6 +17,4 @@ pages = [
 current = st.navigation(pages)
 common.config()  # a deep link's settings are read on the session's first run, then kept in the URL
 lecture.sidebar()
-with st.sidebar:
-    st.caption("Coming with later issues: " + "; ".join(common.COMING) + ".")
 current.run()

@@ -68,6 +68,8 @@ PAGES = (
              "Watch random noise turn into the private images, one stage at a time."),
     PageInfo("stronger", "pages/stronger.py", "Stronger attacks", ":material/bolt:",
              "Labels from the gradient, DLG against Inverting Gradients, bigger batches."),
+    PageInfo("prior", "pages/prior.py", "The VAE prior", ":material/auto_awesome:",
+             "Batches of 16-32: a generative model of digits searches 16 numbers per image instead of 784 pixels."),
     PageInfo("defences", "pages/defences.py", "Defences and their price", ":material/shield:",
              "Noise with its privacy budget, compression, secure aggregation: what stops the attack, at what price."),
     PageInfo("experiment", "pages/experiment.py", "Your experiment", ":material/science:",
@@ -76,7 +78,6 @@ PAGES = (
 PAGE = {p.key: p for p in PAGES}
 SET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "lfw_faces": "face", "cifar10": "CIFAR-10"}
 MODEL_NAMES = {"lenet": "LeNet", "convnet": "ConvNet", "mlp": "MLP", "resnet": "ResNet"}
-COMING = ("The VAE prior: what a generative model of digits adds to the attack",)
 
 
 # -----------------------------------------------------------------------------

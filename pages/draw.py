@@ -37,6 +37,22 @@ def strip(images: np.ndarray | torch.Tensor, captions: Optional[Sequence[str]] =
         st.caption(f"... and {len(images) - limit} more")
 
 
+HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=float)  # inferno
+
+
+def heat_strip(values: torch.Tensor, captions: Optional[Sequence[str]] = None, size: int = PIXELS,
+               limit: int = 16) -> float:
+    """A row of heat maps of non-negative values (B, C, H, W), channels averaged, dark = 0 and bright =
+    the largest value of the whole batch (so images compare with each other). Returns that largest value."""
+    grey = values.detach().cpu().float().mean(dim=1).numpy()  # (B, H, W)
+    top = float(grey.max()) if grey.size else 0.0
+    level = grey / top if top > 0 else grey
+    stops = np.linspace(0, 1, len(HEAT))
+    rgb = np.stack([np.interp(level, stops, HEAT[:, k]) for k in range(3)], axis=-1)  # (B, H, W, 3)
+    strip(rgb.round().astype(np.uint8), captions, size, limit)
+    return top
+
+
 def _floor(values: pd.Series) -> float:
     """A baseline below the smallest positive value: log-scaled bars need one (log 0 is -inf)."""
     positive = values[values > 0]

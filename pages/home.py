@@ -26,10 +26,6 @@ for info in common.PAGES[1:]:
     c1, c2 = st.columns([1, 2.2])
     c1.page_link(info.path, label=info.title, icon=info.icon)
     c2.markdown(info.blurb)
-for coming in common.COMING:
-    c1, c2 = st.columns([1, 2.2])
-    c1.markdown(f":grey[{coming.split(':')[0]}]")
-    c2.markdown(f":grey[{coming.split(': ')[1].capitalize()}. *Coming soon.*]")
 
 st.subheader("Lecture mode", anchor=False)
 st.markdown("For a lecturer at a projector: each step opens a page with its settings already chosen, and the "

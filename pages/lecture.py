@@ -39,6 +39,8 @@ STEPS = (
          "The server only sees the average of two phones' updates. *Run to the end*."),
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
+    Step("prior", "A prior for 16 digits", (),
+         "Press *Race it against Inverting Gradients*: 16 digits, the same seconds. Then look at the spread map."),
     Step("experiment", "Your turn", ("data.batch_size=2",),
          "Copy the link of any step for your students, or download config.json for the command line."),
 )

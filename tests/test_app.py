@@ -215,3 +215,33 @@ def test_deep_link_opens_with_its_settings_and_names_a_bad_one():
     assert any("seed=minus one" in w.value for w in at.warning)
     assert at.query_params["data.batch_size"] in ("3", ["3"])  # kept in the URL; the bad seed is dropped
     assert "seed" not in at.query_params
+
+
+def test_prior_page_counts_the_unknowns_and_runs_a_small_batch():
+    at = open_page("pages/prior.py", **{"prior.batch": "2", "prior.seconds": "2"})
+    assert metric(at, "Pixels a pixel attack must find") == f"{2 * 784:,}"
+    assert metric(at, "Numbers the server sees") == "13,426"
+    at.button(key="prior.go").click().run()
+    drain(at, lambda a: any(m.label.startswith("PSNR") for m in a.metric))
+    assert metric(at, "PSNR (higher = closer)").endswith("dB")
+    assert metric(at, "Nearer their victim").endswith("of 2")
+    assert any("Where the attacker is guessing" in m.value for m in at.markdown)  # the spread over 2 restarts
+
+
+def test_prior_page_races_inverting_gradients_and_shows_a_wrong_prior():
+    at = open_page("pages/prior.py", **{"prior.batch": "2", "prior.seconds": "2", "prior.restarts": "1"})
+    at.button(key="prior.race").click().run()
+    drain(at, lambda a: sum("(done)" in m.value for m in a.markdown) == 2)
+    assert any(m.value.startswith("**Inverting Gradients (pixels)**") and "dB" in m.value for m in at.markdown)
+    at.button(key="prior.wrong.go").click().run()  # 8 clothes: the MNIST prior, and the right one beside it
+    drain(at, lambda a: any("The wrong prior can only draw digits" in m.value for m in a.markdown))
+    assert any(m.value.startswith("**Fashion-MNIST prior (right)**") for m in at.markdown)
+
+
+def test_prior_page_faces_without_a_prior_is_a_message_not_a_traceback():
+    at = open_page("pages/prior.py", **{"data.dataset": "lfw_faces", "prior.batch": "2"})
+    assert any("no image prior is trained on lfw_faces" in e.value for e in at.error)
+    assert at.button(key="prior.go").disabled
+    at.selectbox(key="w:attack.prior").set_value("mnist").run()  # the wrong prior, on purpose
+    assert not at.exception and not at.error
+    assert not at.button(key="prior.go").disabled

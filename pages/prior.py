@@ -1,0 +1,379 @@
+"""The VAE prior: at 16-32 images the pixel attacks give up; a generative model of digits does not."""
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from engine.attacks import PriorSettings
+from engine.config import DefenceConfig, with_overrides
+from engine.data.imageset import CLASS_NAMES
+from engine.experiment import make_attack, prior_check, prior_name
+from engine.metrics import mse
+from engine.priors import Prior, load_prior
+from pages import common, draw
+from pages.runner import Job, live, make_job
+
+RUN, WRONG, CHECKS = "prior_run", "prior_wrong", "prior_checks"  # session keys
+BATCHES = (2, 4, 8, 16, 32)
+VICTIMS = {"lenet": ("LeNet", ["model.name=lenet", "model.width=0"]),
+           "convnet32": ("wider ConvNet", ["model.name=convnet", "model.width=32"])}
+SIGMA = PriorSettings().sigma_g  # the engine's width of the gradient likelihood
+TRUST = {"more": 0.1, "default": 1.0, "less": 10.0, "hardly": 100.0}  # sigma_g as a multiple of the engine's
+TRUST_WORDS = {"more": "more (σ/10)", "default": "default σ", "less": "less (σ×10)", "hardly": "hardly (σ×100)"}
+IG_ITERATIONS = 1000  # as in the Stronger page's race
+WRONG_SETS = {"fashion_mnist": "Fashion-MNIST clothes", "lfw_faces": "faces"}
+
+
+@dataclass
+class Run:
+    """Jobs started by one button press, and what they were asked to do."""
+
+    jobs: list[Job]
+    seconds: float  # time budget of each attack
+    steps: int  # latent + pixel steps of one restart of the prior attack
+    restarts: int
+    what: str  # the settings in words
+
+
+def knob(widget: Callable[..., Any], label: str, name: str, default: Any, **kwargs: Any) -> Any:
+    """A widget of this page whose value travels in the URL as prior.<name>, when not the default."""
+    key = f"prior.{name}"
+    if key not in st.session_state:
+        raw, options = st.query_params.get(key, ""), kwargs.get("options")
+        if options is None:  # a slider: a whole number within its range
+            options = list(range(kwargs["min_value"], kwargs["max_value"] + 1))
+        fits = [o for o in options if str(o) == raw]
+        st.session_state[key] = fits[0] if fits else default  # a bad link value: the default
+    value = widget(label, key=key, **kwargs)
+    if value == default:
+        st.query_params.pop(key, None)
+    else:
+        st.query_params[key] = str(value)
+    return value
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def prior(name: str) -> Prior:
+    """A shipped VAE prior, loaded once for all sessions (frozen, read-only)."""
+    return load_prior(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def class_pictures(name: str) -> np.ndarray:
+    """What the prior draws for the mean code of each class, (K, H, W, C) uint8."""
+    p = prior(name)
+    return draw.to_uint8(p.vae.decode(p.class_means))
+
+
+def page_config(batch: int, victim: str, **attack: Any):
+    """The session's experiment as this page attacks it: one phone, its batch size and victim, no defence."""
+    cfg = replace(common.config(), defence=DefenceConfig())
+    labels = cfg.attack.labels if cfg.attack.labels != "joint" else "recovered"
+    settings = [f"data.batch_size={batch}", "data.clients=1", *VICTIMS[victim][1], f"attack.labels={labels}",
+                "data.indices=null", "attack.lr=null", "attack.distance=null", "attack.tv=null", "attack.name=vae_prior",
+                f"attack.iterations={PriorSettings().iterations}"]
+    return with_overrides(cfg, settings + [f"attack.{k}={v}" for k, v in attack.items()])
+
+
+def page_setup(cfg, slot: str = "prior_setup"):
+    """A leak of this page, made once per change (per session: the attack swaps weights into the model)."""
+    cached = st.session_state.get(slot)
+    if cached is None or cached[0] != cfg:
+        cached = (cfg, common.setup_for(cfg))
+        st.session_state[slot] = cached
+    return cached[1]
+
+
+def run_words(cfg, seconds: float) -> str:
+    """What a run attacks and with what, in words."""
+    a = cfg.attack
+    victim = "LeNet" if cfg.model.name == "lenet" else "wider ConvNet"
+    return (f"{cfg.data.batch_size} {common.SET_NAMES[cfg.data.dataset]} images, {victim}, "
+            f"{prior_words(a.prior, cfg)} prior, {a.restarts} restart(s), at most {seconds:g} s")
+
+
+def start(key: str, cfg, setup, seconds: float, race: bool, title: str, *others) -> None:
+    """Start the prior attack (and, in a race, Inverting Gradients; or the same attack with other
+    priors, given as (title, config) pairs) on `setup`'s leak, all asked to run to the end."""
+    for job in st.session_state[key].jobs if key in st.session_state else []:
+        job.close()  # the previous run's generators end here
+    attack = make_attack(cfg, prior=prior(prior_name(cfg)))
+    jobs = [make_job(title, setup, attack.steps(setup.leak, setup.attacker_labels),
+                     attack.settings.iterations + attack.settings.refine)]
+    for other_title, other in others:
+        a = make_attack(other, prior=prior(prior_name(other)))
+        jobs.append(make_job(other_title, setup, a.steps(setup.leak, setup.attacker_labels),
+                             a.settings.iterations + a.settings.refine))
+    if race:
+        ig = with_overrides(cfg, ["attack.name=ig", f"attack.iterations={IG_ITERATIONS}", "attack.restarts=1"])
+        jobs.append(make_job("Inverting Gradients (pixels)", setup,
+                             make_attack(ig).steps(setup.leak, setup.attacker_labels), IG_ITERATIONS))
+    for job in jobs:
+        job.ask("end")
+    st.session_state[key] = Run(jobs, seconds, attack.settings.iterations + attack.settings.refine,
+                                cfg.attack.restarts, run_words(cfg, seconds))
+
+
+def stop(key: str) -> None:
+    run: Optional[Run] = st.session_state.get(key)
+    for job in run.jobs if run else []:
+        job.stop()
+
+
+def carry_on(key: str) -> None:
+    run: Optional[Run] = st.session_state.get(key)
+    for job in run.jobs if run else []:
+        job.ask("end")
+
+
+def prior_words(name: Optional[str], cfg) -> str:
+    """'MNIST' for a prior name; None is the data set's own."""
+    return common.SET_NAMES.get(name or cfg.data.dataset, name or cfg.data.dataset)
+
+
+common.header(
+    "prior",
+    "why the pixel attacks give up on batches of 16-32 images, how a generative model of digits lets the attacker "
+    "search 16 numbers per image instead of 784 pixels, where it is still guessing, and what a wrong prior does.",
+)
+cfg = common.config()
+
+# --- the batch under attack --------------------------------------------------------------------
+c1, c2, c3 = st.columns(3)
+with c1:
+    batch = knob(st.select_slider, "Batch size (images on one phone)", "batch", 16, options=BATCHES)
+with c2:
+    victim = knob(st.selectbox, "Victim model", "victim", "lenet", options=list(VICTIMS),
+                  format_func=lambda v: VICTIMS[v][0])
+with c3:
+    common.setting(st.selectbox, "Image prior the attacker uses", "attack.prior",
+                   options=["own", "mnist", "fashion_mnist"], show=lambda p: p or "own",
+                   read=lambda p: None if p == "own" else p,
+                   format_func=lambda p: f"the {common.SET_NAMES[p]} prior" if p != "own" else
+                   "the data set's own" + (f" ({prior_words(None, common.config())})"
+                                           if common.config().data.dataset in ("mnist", "fashion_mnist") else
+                                           " (none for this data set)"))
+victim_name = VICTIMS[victim][0]
+px = 56 if batch <= 16 else 42  # on-screen size of one image: a batch of 32 still fits a row or two
+protocol = ("one FedSGD gradient" if cfg.leak.protocol == "fedsgd"
+            else f"one FedAvg update ({cfg.leak.local_steps} local steps)")
+cfg = page_config(batch, victim)
+if common.uploads() is not None:
+    st.caption("This page attacks bundled images (batches of 2-32), not your uploads.")
+setup = common.attempt(page_setup, cfg)
+if setup is None:
+    st.stop()
+used = common.attempt(prior_name, cfg)  # None: no prior fits this data set (the faces); said why
+if used is None:
+    st.info("Pick the MNIST or the Fashion-MNIST prior above: the faces are then attacked with a prior of the "
+            "wrong data (section 4 shows what that does).", icon=":material/arrow_upward:")
+the_prior = common.attempt(prior, used) if used else None
+names = ", ".join(common.class_names(setup, setup.labels)[:16]) + (" ..." if batch > 16 else "")
+st.info(f"**Under attack:** {batch} {common.SET_NAMES[cfg.data.dataset]} images on one phone (labels {names}), "
+        f"{protocol} of the {victim_name}. The other settings come from *Pick a batch and leak it*.",
+        icon=":material/target:")
+
+# --- 1. why a prior ----------------------------------------------------------------------------
+st.subheader("1. Why a prior", anchor=False)
+pixels = batch * setup.images[0].numel()
+latent = the_prior.vae.latent if the_prior else 16
+m = st.columns(3)
+m[0].metric("Numbers the server sees", f"{setup.leak.observed:,}")
+m[1].metric("Pixels a pixel attack must find", f"{pixels:,}")
+m[2].metric("Numbers the prior attack must find", f"{batch * latent:,}")
+seen = f"The server sees **{setup.leak.observed:,}** numbers; DLG and Inverting Gradients must find **{pixels:,}** pixels."
+if setup.leak.observed <= pixels:
+    st.markdown(f"{seen} Fewer equations than unknowns: countless batches fit the gradient, and almost all of them "
+                "are noise.")
+elif setup.leak.observed <= 2 * pixels:
+    st.markdown(f"{seen} Barely more equations than unknowns, and every pixel is tangled with every number: from "
+                "16 images up, the pixel search stalls long before it finds the right batch.")
+else:
+    st.markdown(f"{seen} More equations than unknowns: in principle enough to pin the batch down, yet searching "
+                "that many pixels is slow. Race the two attacks below to see which gets there first.")
+st.markdown(f"A **prior** is what the attacker believes before it sees the gradient: *these are handwritten digits*. "
+            f"Here it is a **VAE** (variational autoencoder): a small network trained on "
+            f"{prior_words(used or 'mnist', cfg)} training images "
+            f"that draws a 28x28 image from just **{latent} numbers** (its *code* z). Searching {latent} numbers per "
+            "image instead of 784 pixels, every guess is already a digit.")
+if the_prior is not None:
+    st.caption(f"What the {prior_words(used, cfg)} prior draws for the average code of each class "
+               f"(it redraws unseen images at about {the_prior.card.get('heldout_psnr_db', 0):.0f} dB: "
+               "no attack through it can do much better):")
+    draw.strip(class_pictures(used), CLASS_NAMES[used], size=56, limit=10)
+st.markdown("Bayes' rule: how likely a batch x is, once the gradient g is seen, is how well x explains g "
+            "times how digit-like x is.")
+st.latex(r"p(x \mid g) \;\propto\; \underbrace{p(g \mid x)}_{\text{fits the gradient}}\;"
+         r"\underbrace{p(x)}_{\text{looks like a digit}}")
+st.markdown("The attack takes the most likely batch (the **MAP**, *maximum a posteriori*): best fit plus prior. "
+            "D is the VAE's decoder (code in, image out):")
+st.latex(r"z^\star = \arg\min_z \; \Big[1 - \cos\big(\nabla W(D(z)),\, \nabla W\big)\Big] \;+\; "
+         r"\frac{\sigma_g^2}{2} \sum_i \lVert z_i \rVert^2")
+st.caption("σ_g is how much the attacker trusts the gradient over the prior: small σ_g follows the gradient, "
+           "large σ_g pulls every image towards a typical digit. A short pixel polish follows the code search.")
+
+# --- 2. run it --------------------------------------------------------------------------------
+st.subheader("2. Run it", anchor=False)
+r1, r2, r3 = st.columns(3)
+with r1:
+    seconds = knob(st.slider, "Time budget (at most, s)", "seconds", 20, min_value=2, max_value=60)
+with r2:
+    restarts = knob(st.slider, "Restarts (posterior samples)", "restarts", 2, min_value=1, max_value=4,
+                    help="Each restart starts from other codes; the best fit is kept, and where the restarts "
+                         "disagree shows where the attacker is guessing.")
+with r3:
+    trust = knob(st.select_slider, "Trust in the gradient (σ_g)", "trust", "default", options=list(TRUST),
+                 format_func=TRUST_WORDS.get)
+run_cfg = page_config(batch, victim, time_limit=float(seconds), restarts=int(restarts), sigma_g=SIGMA * TRUST[trust])
+b = st.columns([1.5, 2.4, 0.8, 1, 1.3])
+ready = the_prior is not None
+b[0].button("Run the prior attack", on_click=common.attempt, key="prior.go", type="primary", disabled=not ready,
+            args=(start, RUN, run_cfg, setup, float(seconds), False, "VAE prior"), icon=":material/play_arrow:")
+b[1].button("Race it against Inverting Gradients", on_click=common.attempt, key="prior.race", disabled=not ready,
+            args=(start, RUN, run_cfg, setup, float(seconds), True, "VAE prior"), icon=":material/flag:")
+b[2].button("Stop", on_click=stop, args=(RUN,), key="prior.stop", icon=":material/stop:")
+b[3].button("Carry on", on_click=carry_on, args=(RUN,), key="prior.more", icon=":material/resume:")
+run: Optional[Run] = st.session_state.get(RUN)
+if run is not None and run.jobs[0].setup is not setup:
+    st.caption(f"The run below is of earlier settings ({run.what}). Press a button to run these.")
+
+
+def show_run() -> None:
+    """While it runs: the current guesses and the loss; in a race, both attacks side by side."""
+    job = run.jobs[0]
+    step = job.last
+    if step is not None:
+        share = (step.restart * run.steps + step.iteration) / (run.steps * run.restarts)
+        st.progress(min(1.0, max(share, job.compute_s / run.seconds)),
+                    text=f"{job.state}: restart {step.restart + 1} of {run.restarts}, step {step.iteration}, "
+                         f"{job.compute_s:.1f} s")
+    if len(run.jobs) > 1:
+        draw.jobs_side_by_side(job.setup, run.jobs)
+        curves = [{"seconds": f.seconds, "PSNR (dB)": f.psnr, "attack": j.title} for j in run.jobs for f in j.frames]
+        if curves:
+            draw.curve(pd.DataFrame(curves), "seconds", "PSNR (dB)", "PSNR (dB), higher = closer", color="attack",
+                       height=300)
+        st.caption(f"Inverting Gradients gets the same {run.seconds:g} s and {IG_ITERATIONS:,} steps (as on the "
+                   "Stronger page), whichever ends first; more steps do not rescue it at this batch size.")
+    elif step is not None and not job.done:
+        st.markdown("**The private images** (hidden from the attacker)")
+        draw.strip(job.setup.images, common.class_names(job.setup, job.setup.labels), size=px, limit=32)
+        images, labels = job.current()
+        psnr = f", PSNR {job.frames[-1].psnr:.1f} dB" if job.frames else ""
+        st.markdown(f"**The attacker's current guess**, decoded from {latent} numbers per image{psnr}")
+        draw.strip(images, [f"guess {job.setup.dataset.classes[y]}" for y in labels], size=px, limit=32)
+    if job.losses:
+        losses = pd.DataFrame([(i, loss, f"restart {r + 1}") for i, loss, r in job.losses],
+                              columns=["step", "distance", "restart"])
+        st.markdown("**Gradient distance of the prior attack**, per restart (lower = the guess's gradient fits "
+                    "the leaked one better)")
+        draw.curve(losses, "step", "distance", "gradient distance (log)", log=True, color="restart", height=300)
+    for j in run.jobs:
+        if j.error:
+            st.error(j.error, icon=":material/error:")
+
+
+if run is not None:
+    live(run.jobs, show_run, key="prior.live", together=True)
+else:
+    st.caption("Press **Run the prior attack** (about 10-20 s for 16 images), or race it against Inverting "
+               "Gradients: both get the same seconds on the same leak.")
+
+
+# --- 3. what came back ------------------------------------------------------------------------------
+def check(job: Job) -> Optional[dict]:
+    """The nearest-training-image check of a finished job, made once."""
+    held = st.session_state.get(CHECKS)
+    if held is None or held[0] is not job:
+        held = (job, common.attempt(prior_check, job.setup, job.result))
+        st.session_state[CHECKS] = held
+    return held[1]
+
+
+st.subheader("3. What came back", anchor=False)
+result = run.jobs[0].result if run is not None else None
+if result is None:
+    st.caption("The result appears here when the prior attack has finished.")
+else:
+    s, ev, n = run.jobs[0].setup, result.evaluation, len(result.labels)
+    near = check(run.jobs[0])
+    st.caption(f"{run.what}. Ended: {result.reason}.")
+    m = st.columns(4)
+    m[0].metric("PSNR (higher = closer)", f"{ev.psnr:.1f} dB")
+    m[1].metric("SSIM (1 = identical)", f"{ev.ssim:.2f}")
+    m[2].metric("Labels right", "-" if ev.label_accuracy is None else f"{ev.label_accuracy:.0%}")
+    if near is not None:
+        m[3].metric("Nearer their victim",
+                    f"{round(near['closer_to_victim'] * n)} of {n}")
+    st.markdown("**The private images** (hidden from the attacker)")
+    draw.strip(s.images, common.class_names(s, s.labels), size=px, limit=32)
+    st.markdown("**The MAP reconstruction**: the restart whose gradient fits best")
+    draw.strip(result.reconstruction, [f"{s.dataset.classes[int(y)]} {p:.0f} dB" for y, p in
+                                       zip(result.labels, ev.per_image_psnr)], size=px, limit=32)
+    st.markdown("**Where the attacker is guessing**: how much the restarts disagree, pixel by pixel "
+                "(bright = they drew different things here, dark = they all agree)")
+    if result.spread is not None and run.restarts > 1:
+        top = draw.heat_strip(result.spread, size=px, limit=32)
+        st.caption(f"Brightest = a standard deviation of {top:.2f} (pixels run from 0 to 1) over the restarts.")
+    else:
+        st.caption("One restart: nothing to compare. Raise *Restarts* to 2 or more.")
+    if near is not None:
+        train = mse(result.reconstruction, near["nearest"])
+        own = mse(result.reconstruction, result.originals)
+        st.markdown("**The nearest image in the prior's training sample**, and its distance (mean squared pixel "
+                    "difference) to the reconstruction; ✓ = the reconstruction is nearer its victim")
+        draw.strip(near["nearest"], [f"{'✓' if o < t else '✗'} {t:.3f}" for o, t in zip(own, train)], size=px,
+                   limit=32)
+        st.markdown(f"**{round(near['closer_to_victim'] * n)} of {n}** reconstructions are closer to their victim "
+                    "than to any training image. The others look more like some digit the VAE was trained on than "
+                    "like the private one: a *plausible* digit is not necessarily a *leaked* one. The prior can "
+                    "make up a convincing 7 that the phone never held.")
+
+# --- 4. when the prior is wrong ---------------------------------------------------------------------
+st.subheader("4. When the prior is wrong", anchor=False)
+st.markdown("The prior is an assumption: *the images are handwritten digits*. Attack clothes or faces with the "
+            "MNIST prior and every guess is still digit-like, whatever the gradient says.")
+w1, _ = st.columns([1, 2])
+with w1:
+    wrong_set = knob(st.radio, "Private images", "set", "fashion_mnist", options=list(WRONG_SETS),
+                     format_func=WRONG_SETS.get, horizontal=True)
+wrong_base = with_overrides(run_cfg, [f"data.dataset={wrong_set}", "data.classes=null", "data.batch_size=8",
+                                      f"attack.time_limit={min(float(seconds), 15.0)}", "attack.prior=mnist",
+                                      "attack.restarts=1", f"attack.sigma_g={SIGMA}"])
+others = [("Fashion-MNIST prior (right)", with_overrides(wrong_base, ["attack.prior=fashion_mnist"]))] \
+    if wrong_set == "fashion_mnist" else []
+wrong_setup = common.attempt(page_setup, wrong_base, "prior_wrong_setup")
+st.caption("The clothes are attacked twice on the same leak: with the MNIST prior and, beside it, with the right "
+           "(Fashion-MNIST) prior. The 100 bundled faces are too few to train a prior of their own."
+           if wrong_set == "fashion_mnist" else
+           "No prior of faces exists here: the 100 bundled faces are too few to train one.")
+st.button(f"Attack 8 {WRONG_SETS[wrong_set]} with the MNIST prior", key="prior.wrong.go", on_click=common.attempt,
+          args=(start, WRONG, wrong_base, wrong_setup, wrong_base.attack.time_limit, False, "MNIST prior (wrong)",
+                *others), disabled=wrong_setup is None, icon=":material/help:")
+wrong: Optional[Run] = st.session_state.get(WRONG)
+
+
+def show_wrong() -> None:
+    draw.jobs_side_by_side(wrong.jobs[0].setup, wrong.jobs)
+
+
+if wrong is not None:
+    live(wrong.jobs, show_wrong, key="prior.wrong.live", together=True)
+    if all(job.done for job in wrong.jobs):
+        st.markdown("The wrong prior can only draw digits, so it turns every private image into a digit-like blob "
+                    "that happens to send a similar gradient." + (" The right prior, on the same leak, brings back "
+                                                                  "clothes." if len(wrong.jobs) > 1 else ""))
+
+common.try_this(
+    "Run at 16 images, then race it against Inverting Gradients: same leak, same seconds. Which one gives digits?",
+    "Set the batch to 4 and race again: with few images the pixel attack wins, because the prior can only draw "
+    "what its VAE can draw.",
+    "Set *Trust in the gradient* to *hardly*: every image drifts to a typical digit, and fewer are closer to their "
+    "victim than to a training image.",
+    "Pick the *Fashion-MNIST* prior for MNIST digits: the attacker believes in clothes.",
+    "Raise *Restarts* to 4 and look at the spread: the attacker is surest about the strokes every digit shares.",
+)
+common.page_next("defences", "Defences: what stops these attacks, and at what price")
