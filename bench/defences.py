@@ -1,7 +1,8 @@
 """Benchmark: what secure aggregation costs per round, and what noise costs the attack and the model.
 
     python bench/defences.py                        # 10 and 100 clients, and the noise sweep (a few minutes)
-    python bench/defences.py --with-500             # adds 500 clients (slow: pycryptodome's Shamir is pure Python)
+    python bench/defences.py --with-500             # adds 500 clients (about half a minute more)
+    python bench/defences.py --with-500 --skip-sweeps   # secure aggregation alone: 10, 100, 500 clients
     python bench/defences.py --clients 10 --values 0,1e-1
 
 Secure aggregation (Bonawitz et al. 2017, in process): each client's input is the gradient of
@@ -79,9 +80,10 @@ def table(title: str, overrides: list[str], param: str, values: list[str], train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="10,100", help="client counts for secure aggregation (default 10,100)")
-    parser.add_argument("--with-500", action="store_true", help="also time 500 clients (minutes: pure-Python Shamir)")
+    parser.add_argument("--with-500", action="store_true", help="also time 500 clients (about 30 s)")
     parser.add_argument("--values", default="0,1e-3,1e-2,1e-1,1", help="noise multipliers for the sweep")
     parser.add_argument("--clips", default="1,10", help="clipping norms C, one sweep each (default 1,10)")
+    parser.add_argument("--skip-sweeps", action="store_true", help="secure aggregation only: leave out every sweep")
     parser.add_argument("--skip-compression", action="store_true", help="leave out the compression tables")
     parser.add_argument("--skip-cohorts", action="store_true", help="leave out the cohort tables")
     args = parser.parse_args()
@@ -92,6 +94,8 @@ def main() -> None:
           f"{'ratio':>7} {'max error':>10}")
     for count in counts:
         secure_round(count)
+    if args.skip_sweeps:
+        return
     noise = [v for v in args.values.split(",") if v]
     for clip in (c for c in args.clips.split(",") if c):
         table(f"example-level DP, clip C = {clip}", [f"defence.dp.clip={clip}"], "defence.dp.noise_multiplier", noise)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,9 @@ from engine.defences import (
     prune_gradient, quantise, sign_compress, top_k, with_update,
 )
 from engine.defences.dp import global_norm, per_example_gradients
+from engine.defences.secret_sharing import P, combine, combine_secret, split, split_secret
 from engine.defences.secure_aggregation import (
-    SecureAggregationError, combine_secret, decode, encode, flatten, secure_aggregate, secure_sum, split_secret,
+    SecureAggregationError, decode, encode, flatten, secure_aggregate, secure_sum,
     unflatten,
 )
 from engine.leakage import batch_gradient, client_update, leak_update, model_parameters
@@ -317,9 +320,79 @@ def test_a_masked_vector_cannot_be_inverted_but_the_sum_can_as_well_as_plain_fed
 def test_shamir_rebuilds_a_32_byte_key_from_t_shares_only() -> None:
     key = bytes(range(32))
     shares = split_secret(key, threshold=3, count=5)
-    assert [i for i, _ in shares] == [1, 2, 3, 4, 5] and all(len(s) == 32 for _, s in shares)
-    assert combine_secret(shares[2:5]) == key
-    assert combine_secret(shares[:2]) != key  # too few shares: wrong bytes, no error, hence the key check
+    assert [i for i, _ in shares] == [1, 2, 3, 4, 5] and all(len(s) == 44 for _, s in shares)  # 11 words
+    assert combine_secret(shares[2:5], size=32, threshold=3) == key
+    with pytest.raises(ValueError, match="2 distinct shares cannot rebuild a secret with threshold 3"):
+        combine_secret(shares[:2], size=32, threshold=3)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_shamir_any_t_of_n_shares_rebuild_a_random_secret_and_t_minus_1_do_not(size) -> None:
+    rng = np.random.default_rng(size)
+    for _ in range(20):
+        secret = os.urandom(size)
+        shares = split_secret(secret, threshold=4, count=9)
+        chosen = [shares[j] for j in rng.choice(9, size=4, replace=False)]
+        assert combine_secret(chosen, size, threshold=4) == secret
+        assert combine_secret(shares, size, threshold=4) == secret  # more than t agree too
+        try:  # t - 1 shares fit some polynomial of degree t - 2: not the secret, and mostly not even bytes
+            assert combine_secret(chosen[:3], size, threshold=3) != secret
+        except ValueError as error:
+            assert "do not rebuild" in str(error)
+
+
+def test_shamir_shares_look_uniform_and_differ_from_the_secret() -> None:
+    secret = bytes(32)  # all zero: a share that leaked it would be all zero too
+    shares = split(np.zeros((200, 32), dtype=np.uint8), threshold=5, count=7)  # (n, S, C)
+    assert shares.shape == (7, 200, 11) and shares.dtype == np.int64
+    assert all(s != bytes(len(s)) for _, s in split_secret(secret, 5, 7))  # not the zero chunks
+    words = shares.astype(np.float64) / P  # uniform on [0, 1) if each share is a uniform element of Z_p
+    assert abs(words.mean() - 0.5) < 0.01 and abs(words.std() - 12**-0.5) < 0.01
+    assert (shares < P).all() and (shares >= 0).all()
+
+
+def test_shamir_splits_many_secrets_at_once_as_it_splits_one() -> None:
+    secrets_ = np.frombuffer(os.urandom(50 * 32), dtype=np.uint8).reshape(50, 32)
+    shares = split(secrets_, threshold=6, count=10)  # (10, 50, 11)
+    rebuilt = combine([2, 3, 5, 7, 9, 10], shares[[1, 2, 4, 6, 8, 9]], size=32, threshold=6)  # (50, 32)
+    assert np.array_equal(rebuilt, secrets_)
+    for s in secrets_[:5]:  # one at a time gives other shares (fresh coefficients) of the same secret
+        one = split_secret(s.tobytes(), threshold=6, count=10)
+        assert combine_secret(one[4:], size=32, threshold=6) == s.tobytes()
+
+
+def test_shamir_with_thousands_of_parties_stays_exact() -> None:
+    secrets_ = np.frombuffer(os.urandom(2 * 16), dtype=np.uint8).reshape(2, 16)
+    shares = split(secrets_, threshold=2500, count=2600)  # t > 2048: sums in blocks, no int64 overflow
+    rows = np.arange(100, 2600)
+    assert np.array_equal(combine(rows + 1, shares[rows], size=16, threshold=2500), secrets_)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: split(np.zeros((1, 16), np.uint8), threshold=6, count=5), "threshold <= count"),
+        (lambda: combine([1, 1, 2], np.zeros((3, 1, 6)), size=16, threshold=2), "distinct"),
+        (lambda: combine([1, 2], np.full((2, 1, 6), P), size=16, threshold=2), r"values in \[0, p\)"),
+    ],
+)
+def test_shamir_rejects_bad_parameters(call, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_wrong_share_makes_the_round_abort_not_return_a_wrong_sum(monkeypatch) -> None:
+    from engine.defences import secure_aggregation as sa
+
+    honest = sa.Client.unmasking_shares
+
+    def corrupt(self, u3, dropped):  # client 9 answers with altered shares
+        out = honest(self, u3, dropped)
+        return {u: (i, bytes(len(s)) if self.u == 9 else s) for u, (i, s) in out.items()}
+
+    monkeypatch.setattr(sa.Client, "unmasking_shares", corrupt)
+    with pytest.raises(SecureAggregationError, match="do not rebuild|does not match"):
+        secure_sum(random_vectors(10, length=50), threshold=10)
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,14 @@ Round 4, Unmasking:      each v in U5 (of U3) sends its share of b_u for u in U3
 Inputs are real vectors in fixed point: x -> round(x * 2^f) mod 2^32, decoded as a signed 32-bit
 integer over 2^f; each client's rounding is at most half a step 2^-f, so the decoded sum is within
 n * 2^-(f+1) of the plain sum. Fewer than t clients at any round aborts with an error: the protocol
-never returns a wrong sum silently. Shamir here is pycryptodome's, which takes 16-byte secrets: a
-32-byte key is split as two halves with the same share indices, and a rebuilt key is checked
-against its public key.
+never returns a wrong sum silently. Shamir is `secret_sharing`'s, over Z_p with p < 2^26 and
+vectorised with numpy: a client splits each secret into n shares in one matrix product, and the
+server rebuilds every b_u (and every dropped s_u^SK) in one Lagrange interpolation; a rebuilt key is
+checked against its public key.
+
+Cost, n clients of m entries: n(n - 1) key agreements for the channels (one per pair and side,
+used both ways) and as many for the masks, and n(n - 1) PRG streams of m words; each client's
+shares are one (n, t) @ (t, C) product mod p.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Collection, Sequence
 
 import numpy as np
 import torch
-from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -50,9 +55,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..leakage import Params
+from .secret_sharing import combine, share_size, split_secret
 
 RING_BITS = 32  # R = 2^32
-SEED_BYTES = 16  # b_u, and pycryptodome's Shamir secret size
+SEED_BYTES = 16  # b_u
+KEY_BYTES = 32  # s_u^SK, an X25519 private key
+SEED_SHARE, KEY_SHARE = share_size(SEED_BYTES), share_size(KEY_BYTES)  # bytes of one Shamir share of each
 
 __all__ = ["SecureAggregationError", "SecureRound", "Client", "Server", "secure_sum", "secure_aggregate"]
 
@@ -72,8 +80,14 @@ def derive_key(secret: bytes, purpose: bytes) -> bytes:
 def prg(seed: bytes, length: int) -> np.ndarray:
     """PRG(seed): `length` uniform words of Z_2^32, the AES-256-CTR keystream under HKDF(seed)."""
     encryptor = Cipher(algorithms.AES(derive_key(seed, b"mask")), modes.CTR(bytes(16))).encryptor()
-    stream = encryptor.update(bytes(4 * length)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype="<u4").astype(np.uint32)  # (m,)
+    stream = bytearray(4 * length + 15)  # update_into wants a block's room to spare
+    encryptor.update_into(_zeros(4 * length), stream)  # CTR over zeros: the keystream itself
+    return np.frombuffer(stream, dtype="<u4", count=length)  # (m,)
+
+
+@lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
 
 
 def encode(x: torch.Tensor, frac_bits: int) -> np.ndarray:
@@ -89,28 +103,19 @@ def decode(z: np.ndarray, frac_bits: int) -> torch.Tensor:
     return torch.from_numpy(signed / 2.0**frac_bits).float()
 
 
-def split_secret(secret: bytes, threshold: int, count: int) -> list[tuple[int, bytes]]:
-    """t-of-n Shamir shares of a 16- or 32-byte secret; 32 bytes go as two halves with the same indices."""
-    halves = [secret[i : i + SEED_BYTES] for i in range(0, len(secret), SEED_BYTES)]
-    parts = [Shamir.split(threshold, count, half) for half in halves]
-    return [(parts[0][j][0], b"".join(part[j][1] for part in parts)) for j in range(count)]
-
-
-def combine_secret(shares: Sequence[tuple[int, bytes]]) -> bytes:
-    """The secret back from at least t shares (fewer give wrong bytes without warning: check them)."""
-    halves = len(shares[0][1]) // SEED_BYTES
-    return b"".join(
-        Shamir.combine([(i, s[h * SEED_BYTES : (h + 1) * SEED_BYTES]) for i, s in shares]) for h in range(halves)
-    )
-
-
 def public_bytes(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes_raw()
 
 
 def agree(private: X25519PrivateKey, public: bytes) -> bytes:
     """KA.agree: the X25519 shared secret of a private key and another party's public key."""
-    return private.exchange(X25519PublicKey.from_public_bytes(public))
+    return private.exchange(load_public(public))
+
+
+@lru_cache(maxsize=4096)
+def load_public(public: bytes) -> X25519PublicKey:
+    """A public key parsed once: every client reads each other client's two keys."""
+    return X25519PublicKey.from_public_bytes(public)
 
 
 # --- the parties ---------------------------------------------------------------------------------
@@ -126,6 +131,7 @@ class Client:
         self.self_seed = os.urandom(SEED_BYTES)  # b_u
         self.bytes_sent = 0
         self.keys: dict[int, tuple[bytes, bytes]] = {}
+        self.channels: dict[int, AESGCM] = {}  # v -> AES-GCM under KA(c_u^SK, c_v^PK), both ways
         self.shares: dict[int, tuple[bytes, bytes]] = {}  # v -> (share of b_v, share of s_v^SK) held for v
 
     def _send(self, message):
@@ -146,28 +152,27 @@ class Client:
             if v == self.u:
                 self.shares[v] = (seed_shares[v][1], key_shares[v][1])
                 continue
+            self.channels[v] = AESGCM(derive_key(agree(self.channel_key, channel_pk), b"channel"))
             plain = struct.pack("<II", self.u, v) + seed_shares[v][1] + key_shares[v][1]
             nonce = os.urandom(12)
-            cipher = AESGCM(derive_key(agree(self.channel_key, channel_pk), b"channel")).encrypt(nonce, plain, None)
-            out[v] = self._send(nonce + cipher)
+            out[v] = self._send(nonce + self.channels[v].encrypt(nonce, plain, None))
         return out
 
     def receive_shares(self, ciphertexts: dict[int, bytes]) -> None:
         """Round 1, end: decrypt the shares other clients sent for u (the server relayed them unread)."""
         for v, message in ciphertexts.items():
-            key = derive_key(agree(self.channel_key, self.keys[v][0]), b"channel")
-            plain = AESGCM(key).decrypt(message[:12], message[12:], None)
+            plain = self.channels[v].decrypt(message[:12], message[12:], None)
             sender, receiver = struct.unpack("<II", plain[:8])
             if (sender, receiver) != (v, self.u):
                 raise SecureAggregationError(f"client {self.u}: a share from {v} names {sender} -> {receiver}")
-            self.shares[v] = (plain[8 : 8 + SEED_BYTES], plain[8 + SEED_BYTES :])
+            self.shares[v] = (plain[8 : 8 + SEED_SHARE], plain[8 + SEED_SHARE :])
 
     def masked_input(self, u2: Collection[int]) -> np.ndarray:
         """Round 2: y_u = x_u + PRG(b_u) + the pairwise masks with every other v in U2 (mod 2^32)."""
         y = self.x + prg(self.self_seed, len(self.x))  # uint32 arithmetic wraps: mod 2^32
         for v in u2:
             if v != self.u:
-                y = y + pairwise_mask(self.mask_key, self.keys[v][1], self.u, v, len(self.x))
+                add_pairwise_mask(y, self.mask_key, self.keys[v][1], self.u, v)
         return self._send(y)
 
     def unmasking_shares(self, u3: Collection[int], dropped: Collection[int]) -> dict[int, tuple[int, bytes]]:
@@ -180,10 +185,10 @@ class Client:
         return out
 
 
-def pairwise_mask(private: X25519PrivateKey, other_public: bytes, u: int, v: int, length: int) -> np.ndarray:
-    """p_{u,v}: +PRG(s_{u,v}) if u < v, -PRG(s_{u,v}) if u > v, so p_{u,v} + p_{v,u} = 0 (mod 2^32)."""
-    stream = prg(agree(private, other_public), length)
-    return stream if u < v else (np.uint32(0) - stream)
+def add_pairwise_mask(y: np.ndarray, private: X25519PrivateKey, other_public: bytes, u: int, v: int) -> None:
+    """y += p_{u,v} in place: +PRG(s_{u,v}) if u < v, -PRG(s_{u,v}) if u > v, so p_{u,v} + p_{v,u} = 0 (mod 2^32)."""
+    stream = prg(agree(private, other_public), len(y))  # (m,)
+    (np.add if u < v else np.subtract)(y, stream, out=y)
 
 
 class Server:
@@ -224,22 +229,36 @@ class Server:
     def unmask(self, responses: dict[int, dict[int, tuple[int, bytes]]]) -> np.ndarray:
         """Round 4: rebuild b_u (survivors) and s_u^SK (dropouts) from t shares; return sum x_u mod 2^32."""
         self._need(responses, "answered the unmasking round")
+        answers = list(responses.values())[: self.t]  # any t answers will do
         u3 = sorted(self.masked)
+        dropped = [u for u in self.u2 if u not in self.masked]
         z = np.zeros(self.m, dtype=np.uint32)
-        for u in u3:
-            z = z + self.masked[u] - prg(self._rebuild(u, responses), self.m)  # remove PRG(b_u)
-        for u in (u for u in self.u2 if u not in self.masked):
-            mask_key = X25519PrivateKey.from_private_bytes(self._rebuild(u, responses))
+        for u, seed in zip(u3, self._rebuild(u3, answers, SEED_BYTES)):
+            np.add(z, self.masked[u], out=z)
+            np.subtract(z, prg(seed, self.m), out=z)  # remove PRG(b_u)
+        for u, key in zip(dropped, self._rebuild(dropped, answers, KEY_BYTES)):
+            mask_key = X25519PrivateKey.from_private_bytes(key)
             if public_bytes(mask_key) != self.keys[u][1]:
                 raise SecureAggregationError(
                     f"the rebuilt mask key of dropped client {u} does not match its public key"
                 )
             for v in u3:  # y_v holds p_{v,u} = -p_{u,v}: add p_{u,v} back
-                z = z + pairwise_mask(mask_key, self.keys[v][1], u, v, self.m)
+                add_pairwise_mask(z, mask_key, self.keys[v][1], u, v)
         return z
 
-    def _rebuild(self, u: int, responses: dict[int, dict[int, tuple[int, bytes]]]) -> bytes:
-        return combine_secret([answer[u] for answer in list(responses.values())[: self.t]])
+    def _rebuild(self, owners: list[int], answers: list[dict[int, tuple[int, bytes]]], size: int) -> list[bytes]:
+        """The `size`-byte secrets of all `owners` at once, from each answer's share of each."""
+        if not owners:
+            return []
+        xs = [answer[owners[0]][0] for answer in answers]  # (t,) one x-coordinate per answering client
+        shares = np.stack([
+            np.frombuffer(b"".join(answer[u][1] for u in owners), dtype="<u4").reshape(len(owners), -1)
+            for answer in answers
+        ])  # (t, owners, C)
+        try:
+            return [secret.tobytes() for secret in combine(xs, shares, size, self.t)]
+        except ValueError as error:
+            raise SecureAggregationError(f"the secrets of clients {owners} do not rebuild: {error}") from error
 
 
 # --- one round, end to end -----------------------------------------------------------------------
