@@ -107,13 +107,13 @@ def _run(args: argparse.Namespace) -> int:
     if stopped:
         step = replace(step, done=True, reason="stopped by user")
     result = finish(setup, step)
-    save_run(args.out, setup, result)
+    written = save_run(args.out, setup, result)
     e = result.evaluation
     labels = "n/a" if e.label_accuracy is None else f"{e.label_accuracy:.0%}"
     print(
         f"PSNR {e.psnr:.1f} dB, SSIM {e.ssim:.3f}, labels {labels}, {result.seconds:.2f} s, "
         f"{result.iterations} iterations ({result.reason}) -> {args.out}/ "
-        "(config.json, metrics.json, reconstruction.png)"
+        f"({', '.join(path.name for path in written.values())})"
     )
     return EXIT_INTERRUPTED if stopped else 0
 

@@ -62,6 +62,14 @@ class ConvVAE(nn.Module):
         """D(z): the decoded images in [0, 1], (B, C, S, S)."""
         return torch.sigmoid(self.decoder(z))
 
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's intermediate feature map h(z) before its transposed convolutions, (B, 64, S/4, S/4)."""
+        return self.decoder[:5](z)
+
+    def decode_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] from a feature map h, (B, C, S, S): decode(z) == decode_features(features(z))."""
+        return torch.sigmoid(self.decoder[5:](h))
+
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """D(mu(x)): encode to the posterior mean and decode, (B, C, S, S)."""
         return self.decode(self.encode(images)[0])
