@@ -131,7 +131,7 @@ class Client:
         self.self_seed = os.urandom(SEED_BYTES)  # b_u
         self.bytes_sent = 0
         self.keys: dict[int, tuple[bytes, bytes]] = {}
-        self.channels: dict[int, AESGCM] = {}  # v -> AES-GCM under KA(c_u^SK, c_v^PK), both ways
+        self.channels: dict[int, bytes] = {}  # v -> AES-GCM key from KA(c_u^SK, c_v^PK), used both ways
         self.shares: dict[int, tuple[bytes, bytes]] = {}  # v -> (share of b_v, share of s_v^SK) held for v
 
     def _send(self, message):
@@ -152,16 +152,16 @@ class Client:
             if v == self.u:
                 self.shares[v] = (seed_shares[v][1], key_shares[v][1])
                 continue
-            self.channels[v] = AESGCM(derive_key(agree(self.channel_key, channel_pk), b"channel"))
+            self.channels[v] = derive_key(agree(self.channel_key, channel_pk), b"channel")
             plain = struct.pack("<II", self.u, v) + seed_shares[v][1] + key_shares[v][1]
             nonce = os.urandom(12)
-            out[v] = self._send(nonce + self.channels[v].encrypt(nonce, plain, None))
+            out[v] = self._send(nonce + AESGCM(self.channels[v]).encrypt(nonce, plain, None))
         return out
 
     def receive_shares(self, ciphertexts: dict[int, bytes]) -> None:
         """Round 1, end: decrypt the shares other clients sent for u (the server relayed them unread)."""
         for v, message in ciphertexts.items():
-            plain = self.channels[v].decrypt(message[:12], message[12:], None)
+            plain = AESGCM(self.channels[v]).decrypt(message[:12], message[12:], None)
             sender, receiver = struct.unpack("<II", plain[:8])
             if (sender, receiver) != (v, self.u):
                 raise SecureAggregationError(f"client {self.u}: a share from {v} names {sender} -> {receiver}")
