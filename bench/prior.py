@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROWS = "lenet:8,lenet:16,lenet:32,lenet:64,lenet:8x4,convnet:32,convnet2:32,convnet2:64"
+ROWS = "lenet:8,lenet:16,lenet:32,lenet:64,lenet:8x4,convnet2:16,convnet2:32,convnet2:64"
 VICTIMS = {"lenet": ("lenet", 0), "convnet": ("convnet", 0), "convnet2": ("convnet", 32)}
 
 
@@ -41,14 +41,14 @@ def parse_row(text: str) -> tuple[str, int, int, int]:
     return name, width, int(per_client), int(clients or 1)
 
 
-def one(job: tuple[str, str, int, float]) -> dict:
+def one(job: tuple[str, str, int, float, int]) -> dict:
     """Attack one leak with one method; runs in a worker process (one torch thread)."""
     import torch
 
     from engine.config import Config, with_overrides
     from engine.experiment import finish, make_attack, prepare, prior_check
 
-    row, method, seed, seconds = job
+    row, method, seed, seconds, restarts = job
     name, width, per_client, clients = parse_row(row)
     torch.set_num_threads(1)
     overrides = [
@@ -56,7 +56,7 @@ def one(job: tuple[str, str, int, float]) -> dict:
         f"model.width={width}", f"attack.name={method}", f"attack.time_limit={seconds}", "attack.iterations=100000",
     ]
     if method == "vae_prior":
-        overrides += ["attack.restarts=2"]
+        overrides += [f"attack.restarts={restarts}"]
     config = with_overrides(Config(), overrides)
     setup = prepare(config)
     step = make_attack(config).run(setup.leak, setup.attacker_labels)
@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="time budget of every attack")
     parser.add_argument("--batches", type=int, default=1, help="leaked batches (seeds) per row")
     parser.add_argument("--workers", type=int, default=2, help="attacks side by side (one thread each)")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="restarts of the prior attack, sharing its time (2+ gives the posterior spread)")
     args = parser.parse_args()
 
     from engine.priors import load_prior
@@ -87,7 +89,8 @@ def main() -> None:
     for row in rows:
         parse_row(row)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    jobs = [(row, method, seed, args.seconds) for row in rows for seed in range(args.batches) for method in methods]
+    jobs = [(row, method, seed, args.seconds, args.restarts)
+            for row in rows for seed in range(args.batches) for method in methods]
     card = load_prior("mnist").card
     print(f"MNIST prior: held-out reconstruction {card.get('heldout_psnr_db', float('nan')):.1f} dB "
           f"(the best any latent attack can do on average), -ELBO {card.get('heldout_neg_elbo_nats', float('nan')):.1f} nats")

@@ -33,7 +33,7 @@ class Run:
 
     jobs: list[Job]
     seconds: float  # time budget of each attack
-    steps: int  # latent + pixel steps of one restart of the prior attack
+    steps: int  # latent + refinement steps of one restart of the prior attack
     restarts: int
     what: str  # the settings in words
 
@@ -213,7 +213,8 @@ st.markdown("The attack takes the most likely batch (the **MAP**, *maximum a pos
 st.latex(r"z^\star = \arg\min_z \; \Big[1 - \cos\big(\nabla W(D(z)),\, \nabla W\big)\Big] \;+\; "
          r"\frac{\sigma_g^2}{2} \sum_i \lVert z_i \rVert^2")
 st.caption("σ_g is how much the attacker trusts the gradient over the prior: small σ_g follows the gradient, "
-           "large σ_g pulls every image towards a typical digit. A short pixel polish follows the code search.")
+           "large σ_g pulls every image towards a typical digit. Then a short polish frees the decoder's last "
+           "feature map, so the guesses can leave the VAE's range a little (it cannot draw every digit exactly).")
 
 # --- 2. run it --------------------------------------------------------------------------------
 st.subheader("2. Run it", anchor=False)
