@@ -265,8 +265,20 @@ def build(out: Path, mnist_wheel: Path | None, mnist_pkl: Path | None, fashion_d
         written.append(write_split(out, f"{name}/test.npz", test, first_per_class(test.labels, TEST_PER_CLASS)))
         written.append(write_split(out, f"{name}/train.npz", train, stratified_sample(train.labels, TRAIN_SIZE, SEED)))
     written.append(write_split(out, "lfw_faces/test.npz", faces, np.arange(NUM_FACES)))
-    (out / "PROVENANCE.md").write_text(provenance(written, mnist_source, fashion_dir))
+    path = out / "PROVENANCE.md"
+    kept = kept_sections(path.read_text() if path.exists() else "")
+    path.write_text(provenance(written, mnist_source, fashion_dir) + kept)
     return written
+
+
+KEPT_SECTIONS = ("## Image priors",)  # written by other scripts (train_priors.py): carried over on a rebuild
+
+
+def kept_sections(old: str) -> str:
+    """The sections of an existing PROVENANCE.md that this script does not write, from the first of
+    `KEPT_SECTIONS` to the end, so a rebuild of the image sets keeps the priors' provenance."""
+    starts = [old.find("\n" + heading) for heading in KEPT_SECTIONS if "\n" + heading in old]
+    return old[min(starts):] if starts else ""
 
 
 def main(argv: list[str] | None = None) -> None:
