@@ -28,6 +28,11 @@ VIEW = {"width": 1400, "height": 900}
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
     pytest.mark.slow,
+    # Streamlit's frontend now and then drops a fragment's delta ("Bad delta path index", "'setIn' cannot
+    # be called on an ElementNode") when a live fragment's tick meets the full rerun that ends a run, and
+    # the page goes blank: about 1 run in 6 of the two-session test on a busy 2-core machine. Not ours to
+    # fix; a rerun tells that glitch from a real failure, which fails all three times.
+    pytest.mark.flaky(reruns=2, reruns_delay=2),
 ]
 
 
@@ -288,16 +293,28 @@ def test_two_sessions_attack_at_once(browser, server):
     """Two browser sessions run DLG at the same time; each finishes with its own result."""
     contexts = [browser.new_context(viewport=VIEW) for _ in range(2)]
     tabs = [c.new_page() for c in contexts]
+    errors: list[str] = []
+    for i, tab in enumerate(tabs):
+        tab.on("pageerror", lambda err, i=i: errors.append(f"session {i}: {err}"))
+        tab.on("console", lambda msg, i=i: errors.append(f"session {i} console: {msg.text}") if msg.type == "error" else None)
     try:
         for tab, seed in zip(tabs, (1, 2)):
             tab.set_default_timeout(90_000)
             open_url(tab, f"{server}/dlg?seed={seed}", "DLG in four stages")
         for tab in tabs:
             tab.get_by_role("button", name="Run to the end").click()
-        for tab in tabs:
-            tab.get_by_text("Done:").wait_for()
-            settle(tab)
-            assert float(metric(tab, "PSNR").split()[0]) > 25
+        for i, tab in enumerate(tabs):
+            try:
+                tab.get_by_text("Done:").wait_for()
+            except Exception as err:  # say what the page showed instead, so a CI log explains a failure
+                text = tab.locator("body").inner_text(timeout=5_000)
+                raise AssertionError(f"session {i} never finished; its page said:\n{text[:3000]}\n"
+                                     f"browser errors: {errors}") from err
+            try:
+                settle(tab)
+                assert float(metric(tab, "PSNR").split()[0]) > 25
+            except Exception as err:
+                raise AssertionError(f"session {i} lost its result; browser errors: {errors}") from err
             clean(tab)
     finally:
         for c in contexts:
