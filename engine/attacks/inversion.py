@@ -24,7 +24,7 @@ from ..objectives import create_distance
 from ..regularisers import create_regulariser
 from .lbfgs import CompactLBFGS
 from .stages import backpropagate, compare, dummy_gradient, make_dummy
-from .step import AttackStep
+from .step import AttackStep, drain
 
 GUARD = 1.0  # an L-BFGS step is halved while it takes the loss above GUARD x its value (1: monotone)
 LabelMode = Literal["true", "recovered", "joint"]
@@ -179,11 +179,7 @@ class GradientInversion:
 
     def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
         """Drain the attack; the last step holds the best reconstruction."""
-        step = None
-        for step in self.steps(leak, true_labels):
-            pass
-        assert step is not None
-        return step
+        return drain(self.steps(leak, true_labels))
 
     def steps(self, leak: Leak, true_labels: torch.Tensor | None = None) -> Iterator[AttackStep]:
         """Yield a step per iteration (and per stage if `settings.stages`); the last one is `done`.

@@ -59,7 +59,7 @@ from ..priors import Prior
 from ..regularisers import total_variation
 from .inversion import _Clock
 from .stages import compare, dummy_gradient
-from .step import AttackStep
+from .step import AttackStep, drain
 
 __all__ = ["PriorSettings", "VAEPriorAttack"]
 
@@ -110,11 +110,7 @@ class VAEPriorAttack:
 
     def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
         """Drain the attack; the last step holds the MAP reconstruction and the spread."""
-        step = None
-        for step in self.steps(leak, true_labels):
-            pass
-        assert step is not None
-        return step
+        return drain(self.steps(leak, true_labels))
 
     def labels(self, leak: Leak, true_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The labels the attack assumes, (B,) sorted: the truth, or counts read off the gradient

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 import torch
 
@@ -37,3 +37,13 @@ class AttackStep:
             f"AttackStep(restart {self.restart}, iteration {self.iteration}, {self.stage}, "
             f"loss {self.loss:.3g}, {self.seconds:.2f} s{end})"
         )
+
+
+def drain(steps: Iterable[AttackStep]) -> AttackStep:
+    """Run an attack's steps to the end; return the last (the `done` step with the result)."""
+    step = None
+    for step in steps:
+        pass
+    if step is None:
+        raise ValueError("the attack yielded no step")
+    return step
