@@ -111,7 +111,8 @@ def save_config(config: Config, out: str | Path) -> Path:
 def save_run(out: str | Path, setup: Setup, result: Result) -> dict[str, Path]:
     """Write config.json, metrics.json and reconstruction.png into `out`; returns their paths by name.
     A prior attack also writes prior.png: originals, MAP reconstructions, their per-pixel spread
-    (white = the restarts disagree) and the nearest image of the prior's training sample."""
+    (white = the restarts disagree; only with 2+ restarts) and the nearest image of the prior's
+    training sample."""
     out = Path(out)
     paths = {
         "config": save_config(setup.config, out),
@@ -123,10 +124,12 @@ def save_run(out: str | Path, setup: Setup, result: Result) -> dict[str, Path]:
     if setup.config.attack.name == "vae_prior":
         check = prior_check(setup, result)
         record.update({key: value for key, value in check.items() if key != "nearest"})
-        spread = result.spread if result.spread is not None else torch.zeros_like(result.reconstruction)
+        spread = result.spread
+        rows = [check["nearest"]]
+        if spread is not None and float(spread.max()) > 0:  # one restart has no spread: no black row
+            rows.insert(0, (spread * 4).clamp(0, 1))
         paths["prior"] = out / "prior.png"
-        comparison_image(result.originals, result.reconstruction, 8, (spread * 4).clamp(0, 1),
-                         check["nearest"]).save(paths["prior"])
+        comparison_image(result.originals, result.reconstruction, 8, *rows).save(paths["prior"])
     paths["metrics"].write_text(json.dumps(record, indent=2) + "\n")
     return paths
 
