@@ -26,7 +26,7 @@ from .device import resolve_device, set_threads
 from .leakage import Leak, leak_update
 from .metrics import Evaluation, closer_to_victim, evaluate
 from .models import create_model, train_model
-from .priors import PRIORS, Prior, load_prior
+from .priors import PRIORS, Prior, load_prior, nearest_training_images
 
 __all__ = ["Setup", "Result", "prepare", "make_attack", "prior_name", "prior_check", "finish", "run", "model_input_shape"]
 
@@ -183,8 +183,6 @@ def prior_check(setup: Setup, result: Result) -> dict:
     training = load_dataset(prior_name(setup.config), "train").images  # (M, C, H, W), bundled sample
     if training.shape[1:] != result.reconstruction.shape[1:]:
         raise ValueError("the prior's training images and the reconstructions differ in shape")
-    from .priors import nearest_training_images
-
     index, distance = nearest_training_images(result.reconstruction, training)
     closer = closer_to_victim(result.reconstruction, result.originals, training)
     return {
