@@ -3,6 +3,8 @@ change what it shows. Attacks are kept to a few iterations so the file runs in w
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -49,6 +51,13 @@ def test_home_shows_story_and_lecture_mode_opens_a_step():
     at.sidebar.button(key="lecture.next").click().run()
     assert at.title[0].value == "Pick a batch and leak it"
     assert metric(at, "Unknowns (pixels and labels)") == f"{4 * 785:,}"  # that step's preset: 4 images
+
+
+def test_pages_hide_the_imports_from_the_garbage_collector():
+    """Streamlit runs a full gc.collect() after every run; the pages freeze the objects the imports made
+    (torch and the rest, hundreds of thousands), so that collection stays short."""
+    open_page("pages/leak.py")
+    assert gc.get_freeze_count() > 100_000
 
 
 def test_promise_clients_change_what_the_server_averages():
