@@ -6,7 +6,9 @@
 For each batch size, the same seeded batches of bundled MNIST test digits leak a FedSGD gradient
 from a seeded DLG LeNet; both attacks run until 30 dB mean matched PSNR or their time budget.
 Prints seconds to 30 dB, final PSNR and the speed-up. Label recovery: how often the exact label
-multiset comes back, by the plain rounded count estimate and by the engine's candidate probe.
+multiset comes back, with random probes and with the attacker's labelled auxiliary images (the
+first `--auxiliary` bundled train digits, none of them a victim), by the count fit alone and by the
+engine's candidate probe.
 Time spent scoring progress is excluded from the attack times (the engine's own clock stops while
 a caller holds a step; the plain loop's scoring time is subtracted).
 """
@@ -62,13 +64,13 @@ def time_to_target(
     return None, value, used
 
 
-def engine_stream(leak, budget: float):
-    for step in create_attack("dlg", iterations=10**9, time_limit=budget).steps(leak):
+def engine_stream(leak, budget: float, auxiliary):
+    for step in create_attack("dlg", iterations=10**9, time_limit=budget, auxiliary=auxiliary).steps(leak):
         if step.stage in ("update", "done"):
             yield step.seconds, step.images
 
 
-def run_size(dataset, size: int, batches: int, budgets: tuple[float, float]) -> list[dict]:
+def run_size(dataset, auxiliary, size: int, batches: int, budgets: tuple[float, float]) -> list[dict]:
     rows = []
     for seed in range(batches):
         batch = select_batch(dataset, size, seed=seed)
@@ -79,7 +81,7 @@ def run_size(dataset, size: int, batches: int, budgets: tuple[float, float]) -> 
         ref = time_to_target(reference, batch.images, budgets[0], check_every=1, counts_scoring=True)
         reference.close()
         ours = time_to_target(
-            engine_stream(leak, budgets[1]), batch.images, budgets[1], 10 if size == 1 else 25, counts_scoring=False
+            engine_stream(leak, budgets[1], auxiliary), batch.images, budgets[1], 10 if size == 1 else 25, counts_scoring=False
         )
         rows.append({"seed": seed, "ref": ref, "ours": ours})
         print(f"  B={size:2d} batch {seed}: plain {fmt(ref)} | engine {fmt(ours)}", flush=True)
@@ -107,16 +109,19 @@ def summarise(size: int, rows: list[dict], budgets: tuple[float, float]) -> str:
     )
 
 
-def label_recovery(dataset, size: int, batches: int) -> str:
-    simple = probed = 0
+def label_recovery(dataset, auxiliary, size: int, batches: int) -> str:
+    """Exact multisets out of `batches`: without and with the attacker's labelled auxiliary images,
+    the count fit alone and the engine's attack (candidates, each probed for 100 evaluations)."""
+    hits = [0, 0, 0, 0]
     for seed in range(batches):
         batch = select_batch(dataset, size, seed=1000 + seed)
         leak = leak_update(create_model("lenet", seed=1000 + seed), [(batch.images, batch.labels)])
         truth = batch.labels.sort().values
-        simple += bool((recover_labels(leak) == truth).all())
-        step = create_attack("dlg", iterations=100).run(leak)  # the probe: best candidate after 100 evaluations
-        probed += bool((step.labels.sort().values == truth).all())
-    return f"| {size:2d} | {batches} | {100 * simple / batches:.0f}% | {100 * probed / batches:.0f}% |"
+        for column, extra in enumerate((None, auxiliary)):
+            hits[2 * column] += bool((recover_labels(leak, auxiliary=extra) == truth).all())
+            step = create_attack("dlg", iterations=100, auxiliary=extra).run(leak)  # best candidate after the probe
+            hits[2 * column + 1] += bool((step.labels.sort().values == truth).all())
+    return f"| {size:2d} | {batches} | " + " | ".join(f"{100 * h / batches:.0f}%" for h in hits) + " |"
 
 
 def cifar_timing(device: str, evaluations: int = 20) -> str:
@@ -137,9 +142,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="seeded batches per size")
     parser.add_argument("--label-batches", type=int, default=100, help="batches per size for label recovery")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one measured steadier here)")
+    parser.add_argument("--auxiliary", type=int, default=1000,
+                        help="labelled train images the attacker holds to read the labels (the CLI's attack.auxiliary)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = load_dataset("mnist")
+    train = load_dataset("mnist", "train")
+    auxiliary = (train.images[: args.auxiliary], train.labels[: args.auxiliary]) if args.auxiliary else None
     budgets = {1: (10.0, 0.5), 4: (20.0, 20.0), 8: (20.0, 20.0), 16: (60.0, 60.0)}
     lines = [
         "| B | plain: ≥30 dB | plain: median s | plain: mean final dB | engine: ≥30 dB | engine: median s "
@@ -148,16 +157,17 @@ def main() -> None:
     ]
     for size in [int(s) for s in args.sizes.split(",") if s]:
         print(f"batch size {size}:", flush=True)
-        rows = run_size(dataset, size, args.batches, budgets.get(size, (60.0, 60.0)))
+        rows = run_size(dataset, auxiliary, size, args.batches, budgets.get(size, (60.0, 60.0)))
         lines.append(summarise(size, rows, budgets.get(size, (60.0, 60.0))))
     print(f"\nDLG on bundled MNIST, LeNet (sigmoid), FedSGD, {args.batches} seeded batches per size, "
           f"{args.threads} thread(s), {torch.get_num_threads()} torch thread(s):")
     print("\n".join(lines))
     if args.label_batches:
         print("\nLabel recovery, exact multiset (untrained LeNet, bundled MNIST):")
-        print("| B | batches | rounded count estimate | engine (candidates + 100-evaluation probe) |\n|---|---|---|---|")
+        print(f"| B | batches | random probes: count estimate | random probes: engine (+ 100-evaluation probe) "
+              f"| {args.auxiliary} auxiliary: count fit | {args.auxiliary} auxiliary: engine |\n|---|---|---|---|---|---|")
         for size in (8, 16):
-            print(label_recovery(dataset, size, args.label_batches), flush=True)
+            print(label_recovery(dataset, auxiliary, size, args.label_batches), flush=True)
     print("\nPer-evaluation timing, batch of 64 CIFAR-size images:")
     print(cifar_timing("cpu"))
     print(cifar_timing("cuda") if torch.cuda.is_available() else "cuda: not available on this machine")

@@ -12,6 +12,7 @@ keeps what it has (reason "stopped by user") and exits with 130.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import replace
@@ -66,7 +67,9 @@ def _load(path: Optional[Path], overrides: Sequence[str]) -> Config:
 
 
 def _attack(setup, config: Config):
-    """Run the attack under a progress bar; returns (last step or None, stopped by the user?)."""
+    """Run the attack under a progress bar; returns (the step to report or None, stopped by the user?):
+    the summary step of a finished attack; on a stop, the lowest-loss step seen so far (the last one
+    may be a fresh restart's grey dummies)."""
     from tqdm import tqdm
 
     from .experiment import make_attack
@@ -75,12 +78,14 @@ def _attack(setup, config: Config):
     attack = make_attack(config)
     per_restart = attack.settings.iterations + getattr(attack.settings, "refine", 0)  # vae_prior: + pixel steps
     steps = attack.steps(setup.leak, setup.attacker_labels)
-    step, stopped = None, False
+    step, best, stopped = None, None, False
     with tqdm(total=a.restarts * per_restart, desc=a.name, unit="it", file=sys.stderr) as bar:
         try:
             for step in steps:
                 if step.done:  # the summary step: the bar stays where the attack really stopped
                     continue
+                if math.isfinite(step.loss) and (best is None or step.loss < best.loss):
+                    best = step
                 position = min(bar.total, step.restart * per_restart + step.iteration)
                 bar.set_postfix(loss=f"{step.loss:.3g}", best=f"{step.best_loss:.3g}", refresh=False)
                 bar.update(position - bar.n)
@@ -88,7 +93,7 @@ def _attack(setup, config: Config):
             stopped = True
         finally:
             steps.close()  # nothing of the attack keeps running
-    return step, stopped
+    return (best or step) if stopped else step, stopped
 
 
 def _run(args: argparse.Namespace) -> int:

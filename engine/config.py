@@ -93,6 +93,7 @@ class AttackConfig:
     iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
     restarts: int = 1  # independent random initialisations; the best is kept
     labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
+    auxiliary: int = 1000  # recovered labels: labelled train images of the data set the attacker holds; 0 = none
     lr: Optional[float] = None  # None = the preset's
     distance: Optional[str] = None  # None = the preset's gradient distance
     tv: Optional[float] = None  # total-variation weight; None = the preset's
@@ -108,6 +109,7 @@ class AttackConfig:
         _require(self.name != "vae_prior" or self.labels != "joint",
                  "labels must be 'true' or 'recovered' for vae_prior (it decodes images, not label logits)", self.labels)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
+        _require(self.auxiliary >= 0, "auxiliary must be >= 0 (0: the attacker holds no labelled images)", self.auxiliary)
         _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)
         _require(self.tv is None or self.tv >= 0, "tv must be null or >= 0", self.tv)
         _require(self.time_limit >= 0, "time_limit must be >= 0", self.time_limit)

@@ -18,17 +18,19 @@ import torch
 from torch import nn
 
 from .attacks import Attack, AttackStep, create_attack
+from .labels import Auxiliary
 from .config import Config
 from .data import (
     Batch, ImageSet, class_histogram, client_shares, load_dataset, sample_client_batches, select_batch, to_model_input,
 )
+from .data.bundled import BUNDLED
 from .device import resolve_device, set_threads
 from .leakage import Leak, leak_update
 from .metrics import Evaluation, closer_to_victim, evaluate
 from .models import create_model, train_model
 from .priors import PRIORS, Prior, load_prior, nearest_training_images
 
-__all__ = ["Setup", "Result", "prepare", "make_attack", "prior_name", "prior_check", "finish", "run", "model_input_shape"]
+__all__ = ["Setup", "Result", "prepare", "make_attack", "auxiliary_images", "prior_name", "prior_check", "finish", "run", "model_input_shape"]
 
 
 def model_input_shape(dataset: str) -> tuple[int, int]:
@@ -135,10 +137,25 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
     return Setup(config, dataset, tuple(clients), model, leak, device)
 
 
+def auxiliary_images(config: Config) -> Optional[Auxiliary]:
+    """The labelled images of the same kind the attacker holds to read the labels with (threat model
+    `attack.auxiliary`): the first N images of the data set's train part, so none of the victims,
+    who come from the test part. None when N is 0, when the labels are not read off the gradient,
+    or when the data set has no train part (the 100 faces)."""
+    a, data = config.attack, config.data
+    if a.auxiliary == 0 or a.labels != "recovered" or "train" not in BUNDLED.get(data.dataset, ("train",)):
+        return None
+    train = load_dataset(data.dataset, "train", root=data.root, download=data.download)
+    channels, size = model_input_shape(data.dataset)
+    return to_model_input(train.images[: a.auxiliary], channels, size), train.labels[: a.auxiliary]
+
+
 def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> Attack:
     """The attack the config names, with its knobs; `overrides` set any other settings field.
-    `prior`: an already loaded image prior for `vae_prior` (else it is loaded from assets/)."""
+    `prior`: an already loaded image prior for `vae_prior` (else it is loaded from assets/). The
+    attacker's labelled images (`auxiliary_images`) come along when the config grants them."""
     a = config.attack
+    auxiliary = auxiliary_images(config)
     knobs = dict(iterations=a.iterations, restarts=a.restarts, labels=a.labels, time_limit=a.time_limit, seed=config.seed)
     if a.lr is not None:
         knobs["lr"] = a.lr
@@ -146,10 +163,12 @@ def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> A
         knobs["distance"] = a.distance
     if a.name == "vae_prior":
         knobs.update({key: getattr(a, key) for key in ("tv", "refine", "sigma_g") if getattr(a, key) is not None})
-        return create_attack(a.name, prior=prior or load_prior(prior_name(config)), **{**knobs, **overrides})
+        return create_attack(
+            a.name, prior=prior or load_prior(prior_name(config)), auxiliary=auxiliary, **{**knobs, **overrides}
+        )
     if a.tv is not None:
         knobs["regularisers"] = (("tv", a.tv),) if a.tv > 0 else ()
-    return create_attack(a.name, **{**knobs, **overrides})
+    return create_attack(a.name, auxiliary=auxiliary, **{**knobs, **overrides})
 
 
 def prior_name(config: Config) -> str:

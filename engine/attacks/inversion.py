@@ -18,7 +18,7 @@ from typing import Generator, Iterator, Literal
 
 import torch
 
-from ..labels import counts_to_labels, idlg_label, label_candidates
+from ..labels import Auxiliary, counts_to_labels, idlg_label, label_candidates
 from ..leakage import Leak
 from ..objectives import create_distance
 from ..regularisers import create_regulariser
@@ -153,10 +153,13 @@ def _finished(result):
 
 
 class GradientInversion:
-    """Find dummy images whose update matches the leaked one (and, optionally, their labels)."""
+    """Find dummy images whose update matches the leaked one (and, optionally, their labels).
+    `auxiliary`: labelled images of the same kind the attacker holds (none of the victims'), used
+    only to read the labels off the gradient (engine.labels, Eq. 5)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, auxiliary: Auxiliary | None = None) -> None:
         self.settings = settings
+        self.auxiliary = auxiliary
         self.distance = create_distance(settings.distance)
         self.regularisers = [(create_regulariser(name), weight) for name, weight in settings.regularisers]
 
@@ -175,7 +178,7 @@ class GradientInversion:
         if leak.num_images == 1:
             return [torch.tensor([idlg_label(leak)])]
         limit = max(self.settings.label_candidates, self.settings.restarts)
-        return [counts_to_labels(c) for c in label_candidates(leak, limit=limit)]
+        return [counts_to_labels(c) for c in label_candidates(leak, limit=limit, auxiliary=self.auxiliary)]
 
     def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
         """Drain the attack; the last step holds the best reconstruction."""

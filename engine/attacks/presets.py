@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Union
 
+from ..labels import Auxiliary
 from ..priors import Prior, load_prior
 from .inversion import GradientInversion, Settings
 from .prior import PriorSettings, VAEPriorAttack
@@ -51,13 +52,17 @@ PRESETS: dict[str, Callable[..., Settings]] = {"dlg": dlg, "idlg": idlg, "ig": i
 ATTACKS = (*PRESETS, "vae_prior")  # every name create_attack knows
 
 
-def create_attack(name: str, prior: Prior | str | None = None, **overrides) -> Attack:
+def create_attack(
+    name: str, prior: Prior | str | None = None, auxiliary: Auxiliary | None = None, **overrides
+) -> Attack:
     """The attack called `name`, with any settings field overridden. `vae_prior` needs `prior`:
-    a loaded `engine.priors.Prior` or the name of a shipped one."""
+    a loaded `engine.priors.Prior` or the name of a shipped one. `auxiliary`: (images, labels) of
+    the same kind the attacker holds, to read the batch's labels with (engine.labels, Eq. 5)."""
     if name == "vae_prior":
         if prior is None:
             raise ValueError("the vae_prior attack needs an image prior: prior='mnist' or 'fashion_mnist'")
-        return VAEPriorAttack(PriorSettings(**overrides), load_prior(prior) if isinstance(prior, str) else prior)
+        prior = load_prior(prior) if isinstance(prior, str) else prior
+        return VAEPriorAttack(PriorSettings(**overrides), prior, auxiliary)
     if name not in PRESETS:
         raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")
-    return GradientInversion(PRESETS[name](**overrides))
+    return GradientInversion(PRESETS[name](**overrides), auxiliary)

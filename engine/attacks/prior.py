@@ -52,7 +52,7 @@ from typing import Generator, Iterator, Literal
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ..labels import counts_to_labels, label_candidates
+from ..labels import Auxiliary, counts_to_labels, label_candidates
 from ..leakage import Leak
 from ..objectives import create_distance
 from ..priors import Prior
@@ -100,9 +100,10 @@ class VAEPriorAttack:
 
     name = "vae_prior"
 
-    def __init__(self, settings: PriorSettings, prior: Prior) -> None:
+    def __init__(self, settings: PriorSettings, prior: Prior, auxiliary: Auxiliary | None = None) -> None:
         self.settings = settings
         self.prior = prior
+        self.auxiliary = auxiliary  # labelled images of the same kind, to read the labels with (Eq. 5 of engine.labels)
         self.distance = create_distance(settings.distance)
 
     def __repr__(self) -> str:
@@ -113,13 +114,16 @@ class VAEPriorAttack:
         return drain(self.steps(leak, true_labels))
 
     def labels(self, leak: Leak, true_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The labels the attack assumes, (B,) sorted: the truth, or counts read off the gradient
-        with the batch's mean softmax estimated on the prior's samples (FINDINGS: exact far more
-        often than random probes)."""
+        """The labels the attack assumes, (B,) sorted: the truth, or counts read off the gradient,
+        fitted with the attacker's labelled auxiliary images when it holds some, else with the
+        batch's mean softmax estimated on the prior's samples (FINDINGS: exact far more often than
+        random probes)."""
         if self.settings.labels == "true":
             if true_labels is None:
                 raise ValueError("labels='true' needs the true labels (an attacker who knows them)")
             return true_labels.sort().values
+        if self.auxiliary is not None:
+            return counts_to_labels(label_candidates(leak, limit=1, auxiliary=self.auxiliary)[0])
         generator = torch.Generator().manual_seed(self.settings.seed)
         with torch.no_grad():
             probes = self.prior.vae.sample(self.settings.label_samples, generator)
