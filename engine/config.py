@@ -93,7 +93,8 @@ class AttackConfig:
     iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
     restarts: int = 1  # independent random initialisations; the best is kept
     labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
-    auxiliary: int = 1000  # recovered labels: labelled train images of the data set the attacker holds; 0 = none
+    auxiliary: int = 1000  # labelled train images of the data set the attacker holds (labels, class_mean); 0 = none
+    init: Optional[Literal["grey", "uniform", "normal", "class_mean"]] = None  # dummy start; None = the preset's
     lr: Optional[float] = None  # None = the preset's
     distance: Optional[str] = None  # None = the preset's gradient distance
     tv: Optional[float] = None  # total-variation weight; None = the preset's
@@ -110,6 +111,10 @@ class AttackConfig:
                  "labels must be 'true' or 'recovered' for vae_prior (it decodes images, not label logits)", self.labels)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
         _require(self.auxiliary >= 0, "auxiliary must be >= 0 (0: the attacker holds no labelled images)", self.auxiliary)
+        _require(self.init is None or self.name != "vae_prior",
+                 "init is for the pixel attacks (dlg, idlg, ig); vae_prior starts from its latent codes", self.init)
+        _require(self.init != "class_mean" or (self.auxiliary > 0 and self.labels != "joint"),
+                 "init 'class_mean' needs auxiliary > 0 and labels 'true' or 'recovered'", self.init)
         _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)
         _require(self.tv is None or self.tv >= 0, "tv must be null or >= 0", self.tv)
         _require(self.time_limit >= 0, "time_limit must be >= 0", self.time_limit)

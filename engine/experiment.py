@@ -138,12 +138,14 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
 
 
 def auxiliary_images(config: Config) -> Optional[Auxiliary]:
-    """The labelled images of the same kind the attacker holds to read the labels with (threat model
-    `attack.auxiliary`): the first N images of the data set's train part, so none of the victims,
-    who come from the test part. None when N is 0, when the labels are not read off the gradient,
-    or when the data set has no train part (the 100 faces)."""
+    """The labelled images of the same kind the attacker holds (threat model `attack.auxiliary`), to
+    read the labels with and for the class_mean start: the first N images of the data set's train
+    part, so none of the victims, who come from the test part. None when N is 0, when they would
+    serve nothing (labels given or joint, no class_mean start), or when the data set has no train
+    part (the 100 faces)."""
     a, data = config.attack, config.data
-    if a.auxiliary == 0 or a.labels != "recovered" or "train" not in BUNDLED.get(data.dataset, ("train",)):
+    wanted = a.labels == "recovered" or a.init == "class_mean"
+    if a.auxiliary == 0 or not wanted or "train" not in BUNDLED.get(data.dataset, ("train",)):
         return None
     train = load_dataset(data.dataset, "train", root=data.root, download=data.download)
     channels, size = model_input_shape(data.dataset)
@@ -168,6 +170,8 @@ def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> A
         )
     if a.tv is not None:
         knobs["regularisers"] = (("tv", a.tv),) if a.tv > 0 else ()
+    if a.init is not None:
+        knobs["init"] = a.init
     return create_attack(a.name, auxiliary=auxiliary, **{**knobs, **overrides})
 
 

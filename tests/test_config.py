@@ -263,3 +263,15 @@ def test_future_sections_load_without_loader_changes() -> None:
 def test_an_override_that_reads_as_json_but_names_a_choice_is_taken_as_the_string() -> None:
     cfg = with_overrides(Config(), ["attack.labels=true", "data.download=true"])
     assert cfg.attack.labels == "true" and cfg.data.download is True
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["attack.init=class_mean", "attack.labels=joint"], "class_mean"),
+    (["attack.init=class_mean", "attack.auxiliary=0"], "class_mean"),
+    (["attack.name=vae_prior", "attack.init=grey"], "pixel attacks"),
+    (["attack.auxiliary=-1"], "auxiliary"),
+    (["attack.init=sideways"], "attack.init"),
+])
+def test_attacker_knowledge_settings_are_checked(overrides: list[str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        with_overrides(Config(), overrides)

@@ -43,7 +43,7 @@ class Settings:
     iterations: int = 300  # gradient evaluations per restart
     restarts: int = 1
     labels: LabelMode = "recovered"
-    init: str = "grey"  # dummy start, see stages.make_dummy
+    init: str = "grey"  # dummy start, see stages.make_dummy (class_mean: needs auxiliary images and labels)
     init_noise: float = 1e-3  # spread of the grey start
     sigmoid_steps: int = 0  # batches of 2+: optimise sigmoid(z) for this many evaluations, then raw pixels
     signed: bool = False  # step on the sign of the gradient (Inverting Gradients)
@@ -62,8 +62,11 @@ class Settings:
 class _Restart:
     """The variables of one restart: pixels (raw or behind a sigmoid) and, jointly, label logits."""
 
-    def __init__(self, leak: Leak, settings: Settings, labels: torch.Tensor | None, generator: torch.Generator):
-        images = make_dummy(leak, settings.init, generator, settings.init_noise)  # Stage 1, (n, C, H, W)
+    def __init__(
+        self, leak: Leak, settings: Settings, labels: torch.Tensor | None, generator: torch.Generator,
+        auxiliary: Auxiliary | None = None,
+    ):
+        images = make_dummy(leak, settings.init, generator, settings.init_noise, labels, auxiliary)  # Stage 1
         self.shape = images.shape
         self.sigmoid = settings.sigmoid_steps > 0 and leak.num_images > 1
         pixels = torch.logit(images.clamp(1e-4, 1 - 1e-4)) if self.sigmoid else images
@@ -155,9 +158,13 @@ def _finished(result):
 class GradientInversion:
     """Find dummy images whose update matches the leaked one (and, optionally, their labels).
     `auxiliary`: labelled images of the same kind the attacker holds (none of the victims'), used
-    only to read the labels off the gradient (engine.labels, Eq. 5)."""
+    to read the labels off the gradient (engine.labels, Eq. 5) and, with init="class_mean", to start
+    each dummy at the mean image of its label."""
 
     def __init__(self, settings: Settings, auxiliary: Auxiliary | None = None) -> None:
+        if settings.init == "class_mean" and (auxiliary is None or settings.labels == "joint"):
+            raise ValueError("the class_mean start needs the attacker's labelled auxiliary images (attack.auxiliary "
+                             "> 0, on a data set with a train part) and labels that are true or recovered, not joint")
         self.settings = settings
         self.auxiliary = auxiliary
         self.distance = create_distance(settings.distance)
@@ -197,7 +204,7 @@ class GradientInversion:
 
         def launch(index: int, labels: torch.Tensor | None) -> tuple[_Restart, Generator]:
             generator = torch.Generator().manual_seed(s.seed * 1000 + index)
-            state = _Restart(leak, s, None if labels is None else labels.to(device), generator)
+            state = _Restart(leak, s, None if labels is None else labels.to(device), generator, self.auxiliary)
             launched.append(self._restart(leak, state, index, clock, best_loss))
             return state, launched[-1], None
 

@@ -15,7 +15,10 @@ import torch
 from ..leakage import Leak, Params, client_update
 from ..objectives import Distance
 
-__all__ = ["make_dummy", "dummy_gradient", "compare", "backpropagate"]
+__all__ = ["INITS", "make_dummy", "dummy_gradient", "compare", "backpropagate"]
+
+
+INITS = ("grey", "uniform", "normal", "class_mean")
 
 
 def make_dummy(
@@ -23,11 +26,15 @@ def make_dummy(
     init: str = "grey",
     generator: torch.Generator | None = None,
     noise: float = 1e-3,
+    labels: torch.Tensor | None = None,
+    auxiliary: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Stage 1: one dummy image per leaked image, (n, C, H, W).
 
     "grey": 0.5 plus N(0, noise^2) (a start in the middle of the box, which measured best here);
-    "uniform": U(0, 1); "normal": N(0, 1), the paper's choice."""
+    "uniform": U(0, 1); "normal": N(0, 1), the paper's choice; "class_mean": an attacker who holds
+    labelled images of the same kind (`auxiliary`, none of the victims') starts each dummy at the
+    mean of its images of that dummy's label (`labels`, (n,)), plus N(0, noise^2)."""
     shape = (leak.num_images, *leak.image_shape)
     gaussian = torch.randn(shape, generator=generator)
     if init == "grey":
@@ -36,9 +43,29 @@ def make_dummy(
         images = torch.rand(shape, generator=generator)
     elif init == "normal":
         images = gaussian
+    elif init == "class_mean":
+        images = _class_means(leak, labels, auxiliary) + noise * gaussian
     else:
-        raise ValueError(f"unknown dummy init {init!r}; known: grey, uniform, normal")
+        raise ValueError(f"unknown dummy init {init!r}; known: {', '.join(INITS)}")
     return images.to(next(iter(leak.params.values())).device)
+
+
+def _class_means(
+    leak: Leak, labels: torch.Tensor | None, auxiliary: tuple[torch.Tensor, torch.Tensor] | None
+) -> torch.Tensor:
+    """The mean auxiliary image of each dummy's label, (n, C, H, W)."""
+    if labels is None or auxiliary is None:
+        raise ValueError("the class_mean start needs the dummies' labels (true or recovered, not joint) and "
+                         "the attacker's labelled auxiliary images")
+    images, known = auxiliary
+    if tuple(images.shape[1:]) != tuple(leak.image_shape):
+        raise ValueError(f"the auxiliary images are {tuple(images.shape[1:])}, the victim takes {leak.image_shape}")
+    labels = labels.cpu()
+    missing = sorted(set(labels.tolist()) - set(known.tolist()))
+    if missing:
+        raise ValueError(f"the auxiliary images hold no image of class(es) {missing}")
+    means = {c: images[known == c].mean(dim=0) for c in set(labels.tolist())}
+    return torch.stack([means[c] for c in labels.tolist()]).cpu()
 
 
 def dummy_gradient(leak: Leak, images: torch.Tensor, targets: torch.Tensor) -> Params:
