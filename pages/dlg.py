@@ -19,6 +19,8 @@ EQUATIONS = {
     "update": r"x' \leftarrow x' - \eta\, \nabla_{x'} \mathbb{D}",
 }
 COSINE = r"\mathbb{D} = 1 - \cos(\nabla W', \nabla W) + \alpha\, \mathrm{TV}(x')"
+MEAN_START = r"x'_i \leftarrow \bar{x}_{\,y_i} + \epsilon"  # the attacker's mean public image of label y_i
+MEAN_WORDS = "Start from the average public image of each label read off the gradient."
 WORDS = {
     "dummy": "Start from a guess: grey images with a little noise (and the labels, read off the gradient).",
     "gradient": "Feed the guess through the same model and take its gradient, exactly as a client would.",
@@ -54,8 +56,16 @@ with st.expander("Attack settings: iterations, labels, restarts, seed", expanded
                                     "joint": "optimised with the images (original DLG)"}.get)
     with c4:
         common.setting(st.number_input, "Restarts", "attack.restarts", min_value=1, max_value=8)
-    dummy_seed = st.number_input("Dummy seed (a different random start)", min_value=0, max_value=10_000,
+    d1, d2 = st.columns([1, 3])
+    dummy_seed = d1.number_input("Dummy seed (a different random start)", min_value=0, max_value=10_000,
                                  value=cfg.seed, key="dlg.seed")
+    with d2:
+        common.setting(st.radio, "Dummies start from", "attack.init", options=[None, "class_mean"], horizontal=True,
+                       format_func={None: "grey noise (the paper)",
+                                    "class_mean": "the average public image of each recovered label"}.get,
+                       help="An attacker with labelled public images (turned on or off on *Stronger attacks*) can "
+                            "start each dummy at the average digit of its label: batches of 8 that stall from "
+                            "noise come back in seconds.")
 
 cfg = common.config()
 job_key = (cfg, id(common.uploads()), int(dummy_seed))
@@ -115,16 +125,22 @@ def pipeline(stage: str) -> None:
         with col.container(border=True):
             now = name == stage
             st.markdown(f"**{title}**" + ("  :red-badge[:material/arrow_back: now]" if now else ""))
-            st.latex(COSINE if name == "compare" and cfg.attack.name == "ig" else EQUATIONS[name])
-            st.caption(WORDS[name])
+            from_means = name == "dummy" and cfg.attack.init == "class_mean"
+            st.latex(COSINE if name == "compare" and cfg.attack.name == "ig"
+                     else MEAN_START if from_means else EQUATIONS[name])
+            st.caption(MEAN_WORDS if from_means else WORDS[name])
 
 
 def stage_detail(job: Job) -> None:
     """What the current stage computed, per layer."""
     step = job.last
     if step.stage == "dummy":
-        st.markdown("**Stage 1:** the dummies are grey with a faint noise, the same size as the private images. "
-                    "Nothing about the private images is in them yet.")
+        if cfg.attack.init == "class_mean":
+            st.markdown("**Stage 1:** each dummy is the average of the attacker's public images of its recovered "
+                        "label. That is what a typical digit of that class looks like, not this client's one.")
+        else:
+            st.markdown("**Stage 1:** the dummies are grey with a faint noise, the same size as the private images. "
+                        "Nothing about the private images is in them yet.")
         return
     if step.stage == "update":
         before = job.losses[-2][1] if len(job.losses) > 1 else None
@@ -235,5 +251,7 @@ common.try_this(
     "brings the digits back, from an *averaged* gradient.",
     "Set *Labels the attacker uses* to *optimised with the images (original DLG)*: slower, sometimes wrong.",
     "Change the *Dummy seed*: a different start can end at a different picture.",
+    "With a batch of 8, let the dummies start from *the average public image of each recovered label*: the "
+    "attacker's public data does the first half of the work.",
 )
 common.page_next("stronger", "Stronger attacks: labels for free, a second attack, bigger batches")

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.config import from_json, to_json, with_overrides
+from engine.experiment import auxiliary_images
 from engine.labels import recover_labels
 from engine.metrics import label_accuracy
 from pages import common, draw
@@ -32,36 +33,65 @@ st.info(f"**Under attack:** {common.describe(setup)}.", icon=":material/target:"
 st.subheader("1. Labels straight from the gradient", anchor=False)
 
 
+PUBLIC = 1000  # labelled public images the informed attacker holds (the config's attack.auxiliary)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def public_images(config_json: str):
+    """PUBLIC labelled train images of this config's data set (never a victim), or None if it has none."""
+    return auxiliary_images(with_overrides(from_json(config_json), [f"attack.auxiliary={PUBLIC}", 'attack.labels="recovered"']))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def label_table(config_json: str) -> pd.DataFrame:
-    """Share of labels recovered, over five seeds, for several batch sizes of this set and model."""
+    """Share of exact label multisets over ten seeds, for several batch sizes of this set and model,
+    read from random probes and from the attacker's public labelled images."""
     base = from_json(config_json)
+    auxiliary = public_images(config_json)
     rows = []
-    for size in (1, 2, 4, 8, 16):
-        scores = []
-        for seed in range(5):
+    for size in (1, 8, 16, 32, 64):
+        blind, informed = [], []
+        for seed in range(10):
             s = common.setup_for(with_overrides(base, [f"data.batch_size={size}", "data.clients=1", f"seed={seed}"]))
-            scores.append(label_accuracy(recover_labels(s.leak).tolist(), s.labels.tolist()))
-        rows.append({"batch size": size, "labels recovered (mean of 5 batches)": sum(scores) / len(scores)})
+            truth = sorted(s.labels.tolist())
+            blind.append(recover_labels(s.leak).tolist() == truth)
+            if auxiliary is not None:
+                informed.append(recover_labels(s.leak, auxiliary=auxiliary).tolist() == truth)
+        row = {"batch size": size, "no data": sum(blind) / len(blind)}
+        if informed:
+            row[f"{len(auxiliary[1])} public images"] = sum(informed) / len(informed)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 names = setup.dataset.classes
-recovered = common.attempt(recover_labels, setup.leak)
+auxiliary = public_images(to_json(cfg))
+informed = auxiliary is not None and common.setting(
+    st.toggle, f"The attacker holds {PUBLIC} labelled public images of this kind (none of the victims')",
+    "attack.auxiliary", show=lambda n: n > 0, read=lambda on: PUBLIC if on else 0,
+    help="Public data is easy to come by. The attacker computes, for each class, the update one of its images "
+         "sends, and fits the leaked last layer as a mix of those: the counts fall out of a least-squares fit. "
+         "Off: it only has random noise images to guess the model's output with. Every attack in this session "
+         "follows this switch.",
+)
+recovered = common.attempt(recover_labels, setup.leak, auxiliary=auxiliary if informed else None)
 c1, c2 = st.columns([1, 1.3])
 with c1:
     if recovered is not None:
         st.markdown(f"True labels: **{', '.join(sorted(names[int(y)] for y in setup.labels))}**")
         st.markdown(f"From the gradient: **{', '.join(sorted(names[int(y)] for y in recovered))}**")
         st.metric("Recovered", f"{label_accuracy(recovered.tolist(), setup.labels.tolist()):.0%}")
-    st.caption("With labels known, the attack only has to find pixels: the DLG page uses these by default.")
+    st.caption("With labels known, the attack only has to find pixels: the DLG page uses these by default. "
+               "Switch the public images off and watch the batch of 16 lose its labels.")
 with c2:
     if common.uploads() is None:
         table = common.attempt(label_table, to_json(cfg))
         if table is not None:
-            st.dataframe(table, hide_index=True, column_config={
-                "labels recovered (mean of 5 batches)": st.column_config.ProgressColumn(
-                    format="percent", min_value=0.0, max_value=1.0)})
+            st.caption("Exact label sets out of 10 batches of each size (the model and data set above):")
+            bar = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
+            st.dataframe(table, hide_index=True, column_config={c: bar for c in table.columns if c != "batch size"})
+    if auxiliary is None:
+        st.caption("This data set has no public training images to give the attacker: it reads the labels blind.")
 
 # --- 2. DLG against Inverting Gradients -------------------------------------------------------------
 st.subheader("2. DLG against Inverting Gradients, same leak", anchor=False)

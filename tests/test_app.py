@@ -163,6 +163,12 @@ def test_dlg_diverging_run_is_reported_not_raised():
 def test_stronger_labels_and_race():
     at = open_page("pages/stronger.py")
     assert metric(at, "Recovered") == "100%"
+    assert list(at.dataframe[0].value.columns) == ["batch size", "no data", "1000 public images"]
+    at.toggle(key="w:attack.auxiliary").set_value(False).run()  # the attacker loses its public images
+    assert not at.exception and at.session_state["config"].attack.auxiliary == 0
+    assert metric(at, "Recovered").endswith("%")
+    at.toggle(key="w:attack.auxiliary").set_value(True).run()
+    assert at.session_state["config"].attack.auxiliary == 1000
     recorded = [c.value for c in at.caption if "recorded run" in c.value]
     assert len(recorded) == 2  # the page opens on the recorded race and sweep for the default settings
     at.number_input(key="race.dlg").set_value(20).run()
@@ -254,3 +260,15 @@ def test_prior_page_faces_without_a_prior_is_a_message_not_a_traceback():
     at.selectbox(key="w:attack.prior").set_value("mnist").run()  # the wrong prior, on purpose
     assert not at.exception and not at.error
     assert not at.button(key="prior.go").disabled
+
+
+def test_dlg_class_mean_start_and_its_refusal():
+    at = open_page("pages/dlg.py", **{"data.batch_size": "8"})
+    at.radio(key="w:attack.init").set_value("class_mean").run()
+    assert not at.exception and at.session_state["config"].attack.init == "class_mean"
+    at.button(key="dlg.stage").click().run()  # stage 1: the dummies are the class means
+    assert any("average of the attacker's public images" in m.value for m in at.markdown)
+    at.selectbox(key="w:attack.labels").set_value("joint").run()  # joint labels: no class to take the mean of
+    assert not at.exception
+    assert any("class_mean" in e.value for e in at.error)
+    assert at.session_state["config"].attack.labels == "recovered"  # the session keeps its last good settings
