@@ -176,7 +176,9 @@ def show_leak(setup) -> None:
             st.metric("Labels recovered", f"{accuracy:.0%}")
             how = ("the row with the negative sum (iDLG)" if len(truth) == 1 else
                    "counting classes from the last layer's bias gradient")
-            st.caption(f"Method: {how}. No images were guessed to get these.")
+            st.caption(f"Method: {how}. No images were guessed to get these. An attacker who also holds some "
+                       "labelled public images does better still; the attacks use that unless you switch it off on "
+                       "*Stronger attacks*.")
         with c2:
             estimate = estimate_counts(leak).tolist()
             counts = Counter(int(y) for y in setup.labels)
