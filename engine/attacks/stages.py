@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..labels import Auxiliary
 from ..leakage import Leak, Params, client_update
 from ..objectives import Distance
 
@@ -27,7 +28,7 @@ def make_dummy(
     generator: torch.Generator | None = None,
     noise: float = 1e-3,
     labels: torch.Tensor | None = None,
-    auxiliary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    auxiliary: Auxiliary | None = None,
 ) -> torch.Tensor:
     """Stage 1: one dummy image per leaked image, (n, C, H, W).
 
@@ -51,7 +52,7 @@ def make_dummy(
 
 
 def _class_means(
-    leak: Leak, labels: torch.Tensor | None, auxiliary: tuple[torch.Tensor, torch.Tensor] | None
+    leak: Leak, labels: torch.Tensor | None, auxiliary: Auxiliary | None
 ) -> torch.Tensor:
     """The mean auxiliary image of each dummy's label, (n, C, H, W)."""
     if labels is None or auxiliary is None:
