@@ -7,8 +7,14 @@
 Every row is one leaked MNIST batch (test digits, FedSGD unless `xK` clients are named) and one
 victim; each method attacks the very same leak with the same time budget, one torch thread each,
 two jobs side by side on the two cores. A row `lenet:32` is DLG's 13k-parameter sigmoid LeNet at
-batch 32; `convnet2:32` the ReLU ConvNet at width 32 (104k parameters); `lenet:8x4` is 4 clients
-of 8 images each, averaged.
+batch 32; `convnet2:32` the ReLU ConvNet at width 32 (104k parameters); `mlp:32` the 2-layer
+perceptron with 256 sigmoid units (270k parameters), whose fully connected first layer confines the
+batch to the row space of its gradient (engine/attacks/rowspace.py); `lenet:8x4` is 4 clients of 8
+images each, averaged.
+
+Methods: `vae_prior`, `ig`, `dlg` as the engine runs them, and the control `rowspace`: the row-space
+fit (Eq. 3 of rowspace.py) from uniform noise, with the same labels as the prior but no prior at
+all, to show what the victim's first layer gives away by itself.
 
 Columns: the gradient entries the server sees against the pixels the attacker must find (a batch
 whose gradient has fewer entries than unknown pixels cannot be pinned down by the gradient alone),
@@ -28,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROWS = "lenet:8,lenet:16,lenet:32,lenet:64,lenet:8x4,convnet2:16,convnet2:32,convnet2:64"
-VICTIMS = {"lenet": ("lenet", 0), "convnet": ("convnet", 0), "convnet2": ("convnet", 32)}
+VICTIMS = {"lenet": ("lenet", 0), "convnet": ("convnet", 0), "convnet2": ("convnet", 32), "mlp": ("mlp", 0)}
 
 
 def parse_row(text: str) -> tuple[str, int, int, int]:
@@ -53,13 +59,16 @@ def one(job: tuple[str, str, int, float, int]) -> dict:
     torch.set_num_threads(1)
     overrides = [
         f"seed={seed}", f"data.batch_size={per_client}", f"data.clients={clients}", f"model.name={name}",
-        f"model.width={width}", f"attack.name={method}", f"attack.time_limit={seconds}", "attack.iterations=100000",
+        f"model.width={width}", f"attack.name={'vae_prior' if method == 'rowspace' else method}", f"attack.time_limit={seconds}", "attack.iterations=100000",
     ]
     if method == "vae_prior":
         overrides += [f"attack.restarts={restarts}"]
     config = with_overrides(Config(), overrides)
     setup = prepare(config)
-    step = make_attack(config).run(setup.leak, setup.attacker_labels)
+    if method == "rowspace":
+        step = rowspace_control(config, setup, seconds)
+    else:
+        step = make_attack(config).run(setup.leak, setup.attacker_labels)
     result = finish(setup, step)
     e = result.evaluation
     record = {
@@ -70,6 +79,32 @@ def one(job: tuple[str, str, int, float, int]) -> dict:
     if method == "vae_prior":
         record["closer"] = prior_check(setup, result)["closer_to_victim"]
     return record
+
+
+def rowspace_control(config, setup, seconds: float):
+    """The row-space fit alone: labels as the prior attack reads them, a uniform start, no prior."""
+    import torch
+
+    from engine.attacks import AttackStep
+    from engine.attacks.rowspace import fit_in_rowspace, image_basis
+    from engine.experiment import make_attack
+
+    start = time.perf_counter()
+    leak = setup.leak
+    basis = image_basis(leak)
+    if basis is None:
+        raise ValueError(f"{setup.config.model.name}: the rowspace control needs a fully connected first layer")
+    labels = make_attack(config).labels(leak).to(basis.device)  # config names vae_prior: the prior's labels
+    noise = torch.rand((leak.num_images, *leak.image_shape), generator=torch.Generator().manual_seed(config.seed))
+    fit = fit_in_rowspace(leak, labels, noise.to(basis.device), basis, 10**6,
+                          out_of_time=lambda: time.perf_counter() - start > seconds)
+    while True:
+        try:
+            next(fit)
+        except StopIteration as end:
+            loss, images = end.value
+            break
+    return AttackStep(0, "done", 0, loss, loss, images.clamp(0, 1), labels, time.perf_counter() - start, True)
 
 
 def main() -> None:
@@ -89,6 +124,8 @@ def main() -> None:
     for row in rows:
         parse_row(row)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "rowspace" in methods and any(parse_row(row)[0] != "mlp" for row in rows):
+        parser.error("the rowspace control needs a fully connected first layer: give it mlp rows only")
     jobs = [(row, method, seed, args.seconds, args.restarts)
             for row in rows for seed in range(args.batches) for method in methods]
     card = load_prior("mnist").card

@@ -76,7 +76,8 @@ def _attack(setup, config: Config):
 
     a = config.attack
     attack = make_attack(config)
-    per_restart = attack.settings.iterations + getattr(attack.settings, "refine", 0)  # vae_prior: + pixel steps
+    per_restart = (attack.steps_per_restart(setup.leak) if hasattr(attack, "steps_per_restart")  # vae_prior
+                   else attack.settings.iterations)
     steps = attack.steps(setup.leak, setup.attacker_labels)
     step, best, stopped = None, None, False
     with tqdm(total=a.restarts * per_restart, desc=a.name, unit="it", file=sys.stderr) as bar:
