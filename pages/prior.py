@@ -220,7 +220,7 @@ st.caption("σ_g is how much the attacker trusts the gradient over the prior: sm
            f"large σ_g pulls every image towards a typical digit. {polish}")
 if rowspace:
     with st.container(border=True):
-        st.markdown(f"**This victim gives more away.** The {victim_name}'s first layer is fully connected: its "
+        st.markdown("**This victim gives more away.** The MLP's first layer is fully connected: its "
                     "weight gradient is a sum of one outer product per image, so every private image lies in a "
                     f"{batch}-dimensional slice of the 784-pixel space, and the server reads that slice off the "
                     "gradient (its first singular vectors).")
