@@ -47,14 +47,14 @@ def parse_row(text: str) -> tuple[str, int, int, int]:
     return name, width, int(per_client), int(clients or 1)
 
 
-def one(job: tuple[str, str, int, float, int]) -> dict:
+def one(job: tuple[str, str, int, float, int, tuple[str, ...]]) -> dict:
     """Attack one leak with one method; runs in a worker process (one torch thread)."""
     import torch
 
     from engine.config import Config, with_overrides
     from engine.experiment import finish, make_attack, prepare, prior_check
 
-    row, method, seed, seconds, restarts = job
+    row, method, seed, seconds, restarts, extra = job
     name, width, per_client, clients = parse_row(row)
     torch.set_num_threads(1)
     overrides = [
@@ -63,10 +63,15 @@ def one(job: tuple[str, str, int, float, int]) -> dict:
     ]
     if method == "vae_prior":
         overrides += [f"attack.restarts={restarts}"]
-    config = with_overrides(Config(), overrides)
+    config = with_overrides(Config(), [*overrides, *extra])
     setup = prepare(config)
     if method == "rowspace":
         step = rowspace_control(config, setup, seconds)
+        if step is None:  # no slice to fit in (noise hides it): nothing to score
+            nan = float("nan")
+            return {"row": row, "method": method, "seed": seed, "observed": setup.leak.observed,
+                    "pixels": setup.leak.num_images * setup.images[0].numel(), "psnr": nan, "ssim": nan,
+                    "labels": None, "seconds": nan, "closer": None}
     else:
         step = make_attack(config).run(setup.leak, setup.attacker_labels)
     result = finish(setup, step)
@@ -82,7 +87,8 @@ def one(job: tuple[str, str, int, float, int]) -> dict:
 
 
 def rowspace_control(config, setup, seconds: float):
-    """The row-space fit alone: labels as the prior attack reads them, a uniform start, no prior."""
+    """The row-space fit alone: labels as the prior attack reads them, a uniform start, no prior;
+    None when the leak shows no clear slice (DP noise, say)."""
     import torch
 
     from engine.attacks import AttackStep
@@ -93,7 +99,7 @@ def rowspace_control(config, setup, seconds: float):
     leak = setup.leak
     basis = image_basis(leak)
     if basis is None:
-        raise ValueError(f"{setup.config.model.name}: the rowspace control needs a fully connected first layer")
+        return None
     labels = make_attack(config).labels(leak).to(basis.device)  # config names vae_prior: the prior's labels
     noise = torch.rand((leak.num_images, *leak.image_shape), generator=torch.Generator().manual_seed(config.seed))
     fit = fit_in_rowspace(leak, labels, noise.to(basis.device), basis, 10**6,
@@ -116,6 +122,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="attacks side by side (one thread each)")
     parser.add_argument("--restarts", type=int, default=1,
                         help="restarts of the prior attack, sharing its time (2+ gives the posterior spread)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config setting for every leak and attack, e.g. defence.dp.noise_multiplier=0.01")
     args = parser.parse_args()
 
     from engine.priors import load_prior
@@ -126,12 +134,13 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if "rowspace" in methods and any(parse_row(row)[0] != "mlp" for row in rows):
         parser.error("the rowspace control needs a fully connected first layer: give it mlp rows only")
-    jobs = [(row, method, seed, args.seconds, args.restarts)
+    jobs = [(row, method, seed, args.seconds, args.restarts, tuple(args.set))
             for row in rows for seed in range(args.batches) for method in methods]
     card = load_prior("mnist").card
     print(f"MNIST prior: held-out reconstruction {card.get('heldout_psnr_db', float('nan')):.1f} dB "
           f"(the best any latent attack can do on average), -ELBO {card.get('heldout_neg_elbo_nats', float('nan')):.1f} nats")
-    print(f"{len(jobs)} attacks of {args.seconds:g} s, {args.workers} at a time\n")
+    print(f"{len(jobs)} attacks of {args.seconds:g} s, {args.workers} at a time" +
+          (f", with {' '.join(args.set)}" if args.set else "") + "\n")
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         records = list(pool.map(one, jobs))

@@ -78,3 +78,10 @@ def test_asking_for_the_row_space_on_a_convnet_says_why_not():
     with pytest.raises(ValueError, match="fully connected"):
         attack.run(setup.leak)
     assert VAEPriorAttack(PriorSettings(), load_prior("mnist")).refinement(setup.leak) == ("features", None)
+
+
+def test_dp_noise_hides_the_slice_and_the_prior_falls_back_to_its_features():
+    setup = setup_for("data.batch_size=8", "defence.dp.noise_multiplier=0.01")
+    assert image_basis(setup.leak) is None
+    attack = VAEPriorAttack(PriorSettings(), load_prior("mnist"))
+    assert attack.refinement(setup.leak) == ("features", None)

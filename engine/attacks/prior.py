@@ -154,8 +154,9 @@ class VAEPriorAttack:
             )
         if self.settings.refine_space == "rowspace" and self.settings.refine and image_basis(leak) is None:
             raise ValueError(
-                "refine_space 'rowspace' needs a victim whose first layer is fully connected on the pixels and has "
-                f"more units than the batch has images ({leak.num_images}): the MLP, say; use 'auto' or 'features'"
+                "refine_space 'rowspace' needs a victim whose first layer is fully connected on the pixels, has "
+                f"more units than the batch has images ({leak.num_images}) and an update without noise: the MLP, say; "
+                "use 'auto' or 'features'"
             )
 
     def steps_per_restart(self, leak: Leak) -> int:
