@@ -262,16 +262,32 @@ def live(jobs: Sequence[Job], draw: Callable[[], None], key: str, together: bool
 
     `together`: advance all running jobs a share of the slice each (side-by-side races);
     otherwise the first running job only (a queue). When the last job finishes, the whole page
-    reruns so that controls outside the fragment (film slider, downloads) catch up."""
+    reruns so that controls outside the fragment (film slider, downloads) catch up.
+
+    While a job runs the fragment is `ticking` (the browser reruns it every TICK_S); otherwise it is
+    `still`, another fragment (Streamlit names a fragment after its function). The full rerun that
+    ends a run registers `still` only, so the browser's ticks still in flight find no fragment and
+    are dropped on arrival. Were `ticking` still there, a tick arriving after that full rerun ended,
+    before its messages had left the server, would start a fresh script runner, and Streamlit
+    discards what the old runner had not sent yet: the rerun's start, deltas and end. The browser
+    then kept ticking against a page it never saw redrawn (stale page, "Bad delta path index").
+    bench/live_end.py measures it."""
     _advance(jobs, together)  # the full run does the first slice itself
     running = any(job.running for job in jobs)
     in_full_run = [True]
 
-    def body() -> None:
-        was_running = False if in_full_run[0] else _advance(jobs, together)
+    def step() -> None:
+        if not in_full_run[0]:
+            _advance(jobs, together)
         draw()
-        if was_running and not any(job.running for job in jobs):
-            st.rerun()
+        if not in_full_run[0] and any(job.running for job in jobs) != running:
+            st.rerun()  # a run ended (or began) in here: the page and the fragment's kind must follow
 
-    st.fragment(body, run_every=TICK_S if running else None, key=key)()
+    def ticking() -> None:
+        step()
+
+    def still() -> None:
+        step()
+
+    st.fragment(ticking if running else still, run_every=TICK_S if running else None, key=key)()
     in_full_run[0] = False

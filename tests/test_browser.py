@@ -28,11 +28,6 @@ VIEW = {"width": 1400, "height": 900}
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
     pytest.mark.slow,
-    # Streamlit's frontend now and then drops a fragment's delta ("Bad delta path index", "'setIn' cannot
-    # be called on an ElementNode") when a live fragment's tick meets the full rerun that ends a run, and
-    # the page goes blank: about 1 run in 6 of the two-session test on a busy 2-core machine. Not ours to
-    # fix; a rerun tells that glitch from a real failure, which fails all three times.
-    pytest.mark.flaky(reruns=2, reruns_delay=2),
 ]
 
 
