@@ -17,4 +17,5 @@ pages = [
 current = st.navigation(pages)
 common.config()  # a deep link's settings are read on the session's first run, then kept in the URL
 lecture.sidebar()
-current.run()
+with common.through_app():  # the page sees that app.py laid it out (see common.header)
+    current.run()

@@ -13,9 +13,11 @@ import gc
 import json
 import runpy
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import streamlit as st
 import torch
@@ -34,17 +36,34 @@ WIDGET = "w:"  # prefix of the session keys of widgets bound to config keys
 ENGINE_ERRORS = (ConfigError, UploadError, ValueError)  # ConfigError and UploadError are ValueErrors too
 
 
-def _leave_pages_folder_mode() -> None:
-    """Streamlit treats a folder named pages/ next to app.py as 'one page per file' until the first
-    st.navigation call of the process (under AppTest: of each run), and then runs a page without
-    app.py (no layout, no lecture bar, helper modules listed as pages). Every page calls this first:
-    in that mode it switches the mode off and runs app.py instead, which runs this page in turn."""
-    from streamlit.runtime.pages_manager import PagesManager
+_through_app = threading.local()  # .depth > 0 while app.py runs a page in this script thread
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        runpy.run_path(str(APP), run_name="__main__")
-        st.stop()
+
+@contextmanager
+def through_app() -> Iterator[None]:
+    """app.py runs the current page inside this, so a page knows that app.py laid it out."""
+    _through_app.depth = getattr(_through_app, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _through_app.depth -= 1
+
+
+def _run_through_app() -> None:
+    """Run app.py (layout, lecture bar, then this page) when the page was started without it.
+
+    Streamlit takes a folder named pages/ next to app.py for the old 'one page per file' layout:
+    until the first st.navigation call of the process (under AppTest: of each run), it runs the
+    page file alone (no layout, no lecture bar, helper modules listed as pages). No option turns
+    that off (client.showSidebarNavigation only hides the list), and the project keeps the name
+    pages/. So every page calls this first: when app.py is not running it, it runs app.py, whose
+    st.navigation switches Streamlit to app.py's page list (for the process), and which runs this
+    page in turn; then stops. Only public calls: had a Streamlit never switch, each run would still
+    go through app.py, one extra pass of the page's first lines slower."""
+    if getattr(_through_app, "depth", 0):
+        return
+    runpy.run_path(str(APP), run_name="__main__")
+    st.stop()
 
 
 # -----------------------------------------------------------------------------
@@ -325,7 +344,7 @@ def freeze_imports() -> None:
 
 def header(page: str, sees: str) -> None:
     """Title and the line that says what the learner will see."""
-    _leave_pages_folder_mode()
+    _run_through_app()
     freeze_imports()
     info = PAGE[page]
     st.title("Gradient Inversion Lab" if page == "home" else info.title)
