@@ -161,3 +161,18 @@ def test_prior_attack_inverts_a_fedavg_aggregate_of_two_clients(mnist_prior):
     result = finish(setup, attack.run(setup.leak, setup.labels))
     assert result.reconstruction.shape == setup.images.shape
     assert result.evaluation.psnr > 12, result.evaluation  # (measured 15.1; grey is ~9) labels from a FedAvg delta are shakier: given here
+
+
+def test_a_new_latent_cycle_starts_from_the_best_codes_reencoded(mnist_prior):
+    """Eq. (3b): the first step of cycle 2 decodes mu(D(z_best)) of cycle 1's lowest-loss codes."""
+    setup = setup_for(["data.batch_size=4", "seed=3"])
+    attack = VAEPriorAttack(PriorSettings(iterations=20, cycles=2, refine=0, restarts=1), mnist_prior)
+    updates = [s for s in attack.steps(setup.leak) if s.stage == "update"]
+    first_cycle = [s for s in updates if s.iteration < 10]  # progress 10/20 = 1/2 opens cycle 2
+    best = min(first_cycle, key=lambda s: s.loss)
+    vae = mnist_prior.vae
+    with torch.no_grad():
+        expected = vae.decode(vae.encode(best.images)[0])
+    restart = next(s for s in updates if s.iteration == 10)
+    assert torch.allclose(restart.images, expected, atol=1e-5)
+    assert restart.loss > best.loss  # a step back for the moment, before the new cycle goes further

@@ -20,7 +20,15 @@ The MAP estimate, multiplied through by sigma_g^2 so the loss keeps the gradient
 
 d is the cosine distance of Eq. (2), by default with a per-row term on the classifier
 (`engine.objectives.cosine_rows`). Each z_i starts at the latent mean of its recovered class; Adam
-steps the codes, the learning rate drops 10x at 1/2 and 3/4 of the latent phase.
+steps the codes in `cycles` warm restarts, the learning rate dropping 10x at 1/2 and 3/4 of each. A
+new cycle starts from the best codes so far, re-encoded through the VAE,
+
+    z <- mu(D(z_best))                                                                      # Eq. (3b)
+
+which pulls codes that wandered off the region the decoder was trained on back to it (the fit gets
+worse for a moment, then better). Measured on 8 batches of 32 digits on the ConvNet of width 32,
+60 s, one restart: 3 cycles with re-encoding 18.7 dB mean against 17.6 for one plain cycle, never
+worse on any batch (+0.1 to +2.8 dB); 2 cycles without re-encoding were no better than one.
 
 The decoder caps any latent attack (it cannot draw a digit it cannot reconstruct, ~21 dB here), so
 an optional second stage leaves its range a little. By default it frees the decoder's intermediate
@@ -88,6 +96,8 @@ class PriorSettings:
     # None = 0.6, or 0.25 before a row-space refinement (there the latent MAP is only its start)
     restarts: int = 2  # posterior samples: the best is the MAP, the spread is over all
     lr: float = 0.1  # Adam on the latent codes
+    cycles: int = 3  # the latent phase's learning-rate cycles; each new one starts from the best codes so far
+    reencode: bool = True  # a new cycle starts from mu(D(z_best)), Eq. (3b)
     refine_lr: float = 0.01  # Adam on the features (signed Adam on pixels)
     sigma_g: float = 1e-3  # width of the gradient likelihood, Eq. (2): smaller trusts the gradient more
     distance: str = "cosine_rows"  # a name in engine.objectives.DISTANCES
@@ -249,12 +259,20 @@ class VAEPriorAttack:
         kept: _Sample | None = None
         taken = 0  # latent steps done
         yield AttackStep(0, "dummy", restart, math.nan, best_before, vae.decode(z).detach(), labels, clock())
+        cycle = 0
         for iteration in range(1, s.iterations + 1):
             progress = max(iteration / s.iterations, (clock() - start_time) / latent_budget)
             if progress > 1 and iteration > 1:
                 break
+            if kept is not None and min(int(progress * s.cycles), s.cycles - 1) > cycle:  # a warm restart
+                cycle += 1
+                with torch.no_grad():
+                    best = vae.encode(vae.decode(kept.latents))[0] if s.reencode else kept.latents  # Eq. (3b)
+                z = best.clone().requires_grad_()
+                adam = torch.optim.Adam([z], lr=s.lr)
+            within = progress * s.cycles - cycle  # progress within this cycle
             for group in adam.param_groups:
-                group["lr"] = s.lr * (0.1 if progress > 0.5 else 1) * (0.1 if progress > 0.75 else 1)
+                group["lr"] = s.lr * (0.1 if within > 0.5 else 1) * (0.1 if within > 0.75 else 1)
             images = vae.decode(z)  # x = D(z), (B, C, H, W)
             fit = self._loss(leak, images, labels)
             loss = fit + weight * z.pow(2).sum()  # Eq. (3)
