@@ -12,7 +12,7 @@ after sending their masked input (their self-masks still come off). Prints the r
 the bytes a surviving client sent against plain FedAvg's 4 bytes per entry, and the largest
 difference between the unmasked sum and the plain sum.
 
-Sweeps, each through `engine.defences.sweep`: defence.dp.noise_multiplier (example level, C = 1
+Sweeps, each through `engine.sweep`: defence.dp.noise_multiplier (example level, C = 1
 and 10), the compression method, DLG's pruning fraction, and cohorts (images per client, clients per
 round). Each row: DLG's PSNR (300 iterations, default seed), the epsilon of that one round at delta
 1e-5, the compression ratio, and for DP and compression the test accuracy of a FedAvg training run
@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.config import Config, with_overrides  # noqa: E402
 from engine.data import load_dataset, to_model_input  # noqa: E402
 from engine.defences.secure_aggregation import flatten, secure_sum  # noqa: E402
-from engine.defences.sweep import sweep_points  # noqa: E402
-from engine.defences.utility import Training  # noqa: E402
+from engine.sweep import sweep_points  # noqa: E402
+from engine.utility import Training  # noqa: E402
 from engine.leakage import batch_gradient, model_parameters  # noqa: E402
 from engine.models import create_model  # noqa: E402
 

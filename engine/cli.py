@@ -134,8 +134,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rounds and --clients must be >= 1, got {args.rounds} and {args.clients}")
     from tqdm import tqdm
 
-    from .defences.sweep import sweep_points
-    from .defences.utility import Training
+    from .sweep import sweep_points
+    from .utility import Training
     from .report import save_sweep
 
     training = Training(rounds=args.rounds, clients=args.clients) if args.utility else None

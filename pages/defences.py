@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.config import DefenceConfig, with_overrides
 from engine.defences import defence_metrics, with_update
-from engine.defences.explain import RECORDED_NOISE, layer_changes, secure_walkthrough, update_cosine
+from engine.defence_explain import RECORDED_NOISE, layer_changes, secure_walkthrough, update_cosine
 from engine.experiment import make_attack
 from pages import common, draw
 from pages.runner import Job, live, make_job

@@ -14,7 +14,7 @@ from PIL import Image
 from engine.cli import main
 from engine.config import Config, ConfigError, DefenceConfig, from_json, to_json, with_overrides
 from engine.defences import defended_round, dp_aggregate
-from engine.defences.utility import Training, fedavg_accuracy
+from engine.utility import Training, fedavg_accuracy
 from engine.experiment import prepare
 from engine.leakage import client_update, leak_update, model_parameters
 from engine.models import create_model

@@ -1,4 +1,4 @@
-"""engine.defences.explain: the numbers the Defences page draws."""
+"""engine.defence_explain: the numbers the Defences page draws."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.config import Config, with_overrides
-from engine.defences.explain import layer_changes, secure_walkthrough
+from engine.defence_explain import layer_changes, secure_walkthrough
 from engine.experiment import prepare
 
 

@@ -5,7 +5,7 @@
     walk.masked[u]   # the first entries the server saw from client u: uniform noise on the ring
     walk.total       # their unmasked sum: the plain aggregate, within the quantisation step
 
-Not exported from `engine.defences` (it reads an `engine.experiment.Setup`): import it by path.
+It reads an `engine.experiment.Setup`, so it sits above the experiment, not inside `engine.defences`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..experiment import Setup, model_input_shape
-from ..data import to_model_input
-from ..leakage import Params, client_update, model_parameters
-from .secure_aggregation import RING_BITS, flatten, secure_sum, unflatten
+from .data import to_model_input
+from .defences.secure_aggregation import RING_BITS, flatten, secure_sum, unflatten
+from .experiment import Setup, model_input_shape
+from .leakage import Params, client_update, model_parameters
 
 __all__ = ["LayerChange", "layer_changes", "update_cosine", "SecureWalkthrough", "secure_walkthrough", "RECORDED_NOISE"]
 

@@ -18,11 +18,11 @@ from typing import Callable, Optional
 
 import torch
 
-from ..config import DefenceConfig
-from ..data import load_dataset, split_clients, to_model_input
-from ..experiment import model_input_shape
-from ..models import create_model
-from .pipeline import defended_round, round_epsilon
+from .config import DefenceConfig
+from .data import load_dataset, split_clients, to_model_input
+from .defences import defended_round, round_epsilon
+from .experiment import model_input_shape
+from .models import create_model
 
 __all__ = ["Training", "TrainingResult", "fedavg_accuracy"]
 

@@ -6,8 +6,8 @@
 Each point is the config with one override: the attack runs on the round it describes, as
 `python -m engine run` would, and, given a `Training`, a fresh model is trained by FedAvg under
 the same defence (`fedavg_accuracy`). The points are the data for the curves: PSNR against sigma
-with epsilon, accuracy against sigma, PSNR against compression. Not exported from
-`engine.defences` (it drives `engine.experiment`, which imports the defences): import it by path.
+with epsilon, accuracy against sigma, PSNR against compression. It sits above `engine.experiment`
+and `engine.defences` (it runs experiments under defences), not inside the defences.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterator, Optional, Sequence
 
-from ..config import Config, with_overrides
-from ..experiment import finish, make_attack, prepare
-from .pipeline import defence_metrics
+from .config import Config, with_overrides
+from .defences import defence_metrics
+from .experiment import finish, make_attack, prepare
 from .utility import Training, fedavg_accuracy
 
 __all__ = ["SweepPoint", "sweep_points", "sweep"]
