@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,18 @@ class ConfigError(ValueError):
     """A configuration value or key that the schema does not accept; the message names the dotted key."""
 
 
+def _show(value: Any) -> str:
+    """`repr(value)` cut to one short line: a huge or deeply nested value cannot flood (or overflow) an error."""
+    short = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple = 3, 4, 8, 8
+    short.maxstring, short.maxother, short.maxlong = 60, 60, 40
+    return short.repr(value)
+
+
 def _require(ok: bool, rule: str, value: Any) -> None:
     """Raise `ConfigError(f"{rule}, got {value!r}")` unless `ok`; `rule` starts with the key's name."""
     if not ok:
-        raise ConfigError(f"{rule}, got {value!r}")
+        raise ConfigError(f"{rule}, got {_show(value)}")
 
 
 # -----------------------------------------------------------------------------
@@ -195,7 +204,7 @@ def _describe(tp: Any) -> str:
 def _convert(tp: Any, value: Any, path: str, nullable: bool = False) -> Any:
     """Check `value` (decoded JSON) against the type hint `tp`; return it in the dataclass's type."""
     origin, args = get_origin(tp), get_args(tp)
-    error = ConfigError(f"{path}: expected {_describe(tp)}{' or null' if nullable else ''}, got {value!r}")
+    error = ConfigError(f"{path}: expected {_describe(tp)}{' or null' if nullable else ''}, got {_show(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise error
@@ -219,8 +228,8 @@ def _convert(tp: Any, value: Any, path: str, nullable: bool = False) -> Any:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:  # accept an int; reject nan/inf, which JSON cannot hold
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif tp is float:  # accept an int; reject nan/inf, which JSON cannot hold, and ints past the largest float
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         value = float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
@@ -231,10 +240,18 @@ def _convert(tp: Any, value: Any, path: str, nullable: bool = False) -> Any:
     return value
 
 
+def _finite(number: int | float) -> bool:
+    """Whether `number` is a finite float, or an int that converts to one (10**400 does not)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     """Build dataclass `cls` from decoded JSON; absent keys take their defaults. Raises `ConfigError`."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or 'config'}: expected an object (section), got {data!r}")
+        raise ConfigError(f"{path or 'config'}: expected an object (section), got {_show(data)}")
     hints = get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in data:
@@ -258,10 +275,22 @@ def to_json(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), indent=2)
 
 
+def _decode(text: str, what: str = "config") -> Any:
+    """`json.loads`; what Python's decoder cannot read although it is JSON becomes a `ConfigError`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:  # e.g. '[' * 5000: the decoder recurses once per level
+        raise ConfigError(f"{what} is nested too deeply (a config's sections nest a few levels, not thousands)") from None
+    except ValueError:  # an integer of more than 4300 digits, which Python will not read
+        raise ConfigError(f"{what} holds a number of more than 4300 digits") from None
+
+
 def from_json(text: str) -> Config:
     """Parse a `Config` from JSON text; keys left out take their defaults."""
     try:
-        data = json.loads(text)
+        data = _decode(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"config is not valid JSON: {err}") from None
     return from_dict(Config, data)
@@ -278,7 +307,7 @@ def load_config(path: str | Path) -> Config:
 def _parse_value(raw: str) -> Any:
     """'8' -> 8, '0.1' -> 0.1, 'true' -> True, 'null' -> None, '[1,2]' -> [1, 2], 'mnist' -> 'mnist'."""
     try:
-        return json.loads(raw)
+        return _decode(raw, f"the value {_show(raw)}")
     except json.JSONDecodeError:
         return raw
 

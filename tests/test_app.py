@@ -213,6 +213,9 @@ def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
     at.text_area(key="exp.paste").input('{"data": {"batch_size": 2}').run()  # not even JSON
     at.button(key="exp.load_text").click().run()
     assert "not valid JSON" in at.error[0].value
+    at.text_area(key="exp.paste").input("[" * 5000 + "]" * 5000).run()  # deeper than Python's JSON decoder goes
+    at.button(key="exp.load_text").click().run()
+    assert not at.exception and "nested too deeply" in at.error[0].value
     at.text_area(key="exp.paste").input('{"data": {"dataset": "fashion_mnist"}, "attack": {"iterations": 5}}').run()
     at.button(key="exp.load_text").click().run()
     assert not at.exception and not at.error

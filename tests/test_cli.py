@@ -84,11 +84,17 @@ def test_run_reads_a_config_file(tmp_path, capsys):
         (["--set", "nonsense"], ["section.key=value"]),
         (["BAD_JSON"], ["not valid JSON", "bad.json"]),
         (["MISSING"], ["not found", "missing.json"]),
+        (["DEEP"], ["nested too deeply", "deep.json"]),  # Python's JSON decoder would overflow its stack
+        (["--set", "data.indices=" + "[" * 5000 + "]" * 5000], ["nested too deeply"]),
+        (["--set", "data.alpha=1" + "0" * 400], ["data.alpha", "expected float"]),  # past the largest float
+        (["--set", "data.batch_size=1" + "0" * 5000], ["more than 4300 digits"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):
     (tmp_path / "bad.json").write_text('{"data": {"batch_size": 2,}')
-    paths = {"BAD_JSON": str(tmp_path / "bad.json"), "MISSING": str(tmp_path / "missing.json")}
+    (tmp_path / "deep.json").write_text('{"data": ' + "[" * 5000 + "]" * 5000 + "}")
+    paths = {"BAD_JSON": str(tmp_path / "bad.json"), "MISSING": str(tmp_path / "missing.json"),
+             "DEEP": str(tmp_path / "deep.json")}
     out = tmp_path / "out"
     assert main(["run", *[paths.get(a, a) for a in args], "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -76,6 +76,30 @@ def test_invalid_json_is_a_config_error() -> None:
         from_json("{seed: 1")
 
 
+@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, '{"a": ' * 5000 + "1" + "}" * 5000,
+                                  '{"data": {"indices": ' + "[" * 100_000 + "]" * 100_000 + "}}"])
+def test_json_nested_thousands_deep_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        from_json(text)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        with_overrides(Config(), ["data.indices=" + text])
+
+
+def test_errors_show_a_huge_or_deep_value_in_one_short_line() -> None:
+    deep = "[" * 900 + "]" * 900  # within the decoder's reach: from_dict meets it
+    for text in ('{"data": ' + deep + "}", '{"data": {"indices": [' + deep + "]}}",
+                 '{"data": {"dataset": "' + "x" * 100_000 + '"}}', '{"data": {"indices": [' + "-1," * 10**5 + "1]}}"):
+        with pytest.raises(ConfigError) as caught:
+            from_json(text)
+        assert len(str(caught.value)) < 300 and "\n" not in str(caught.value), str(caught.value)[:300]
+
+
+def test_an_int_past_the_largest_float_is_rejected_for_a_float_key() -> None:
+    with pytest.raises(ConfigError, match="data.alpha: expected float"):
+        from_json('{"data": {"alpha": 1' + "0" * 400 + "}}")
+    assert from_json('{"data": {"alpha": 1' + "0" * 300 + "}}").data.alpha == 1e300  # a float, though huge
+
+
 def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().seed = 3  # type: ignore[misc]
