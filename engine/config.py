@@ -166,6 +166,77 @@ class DefenceConfig:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """A quantity that differs between clients: log-normal around `median` (Shen et al.'s FLASH traces
+    and most device studies find latency, bandwidth and speed roughly log-normal)."""
+
+    median: float = 1.0  # the typical client's value
+    spread: float = 0.5  # sigma of log(value); 0 = every client the same
+
+    def __post_init__(self) -> None:
+        _require(0 < self.median < 1e9, "median must be > 0 and < 1e9", self.median)
+        _require(0 <= self.spread <= 3, "spread must be from 0 to 3", self.spread)
+
+
+@dataclass(frozen=True)
+class BandwidthConfig:
+    down: Spread = field(default_factory=lambda: Spread(20.0, 0.8))  # Mbit/s, server to client
+    up: Spread = field(default_factory=lambda: Spread(5.0, 0.8))  # Mbit/s, client to server
+
+
+MAX_CLIENTS = 5000  # the in-process grid keeps one context per client; beyond this use backend "ray"
+MAX_ROUNDS = 1000
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """A federated training run on Flower (`python -m engine simulate`): who trains, how often, over what network."""
+
+    clients: int = 100  # clients, each holding a share of the bundled train sample (after the attacker's public images)
+    rounds: int = 20  # server rounds
+    fraction: float = 0.1  # share of the clients sampled each round
+    local_epochs: int = 5  # E: passes over its share a sampled client makes
+    batch_size: int = 16  # local mini-batch B
+    lr: float = 0.1  # local SGD learning rate
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"  # the Flower strategy the server runs
+    proximal_mu: float = 0.01  # fedprox: weight of (mu / 2) ||w - w_t||^2 in the local loss
+    dropout: float = 0.0  # chance that a sampled client vanishes during a round (never replies)
+    latency: Spread = field(default_factory=lambda: Spread(0.1, 0.5))  # seconds, one way
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
+    compute: Spread = field(default_factory=lambda: Spread(400.0, 0.8))  # images per second a client trains on
+    deadline: float = 30.0  # seconds the server waits each round; later replies are stragglers and dropped
+    secure_threshold: int = 0  # secure aggregation's t; 0 = a majority of the sampled clients
+    backend: Literal["inprocess", "ray", "deployment"] = "inprocess"
+    keep_views: tuple[int, ...] = ()  # rounds whose server view (aggregate and replies) is kept to attack
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.clients <= MAX_CLIENTS, f"clients must be from 1 to {MAX_CLIENTS}", self.clients)
+        _require(1 <= self.rounds <= MAX_ROUNDS, f"rounds must be from 1 to {MAX_ROUNDS}", self.rounds)
+        _require(0 < self.fraction <= 1, "fraction must be in (0, 1]", self.fraction)
+        _require(int(self.clients * self.fraction) >= 1,
+                 f"fraction samples no client: {self.clients} clients x fraction must be at least 1", self.fraction)
+        _require(1 <= self.local_epochs <= 100, "local_epochs must be from 1 to 100", self.local_epochs)
+        _require(1 <= self.batch_size <= 1024, "batch_size must be from 1 to 1024", self.batch_size)
+        _require(0 < self.lr <= 10, "lr must be in (0, 10]", self.lr)
+        _require(0 <= self.proximal_mu <= 100, "proximal_mu must be from 0 to 100", self.proximal_mu)
+        _require(0 <= self.dropout < 1, "dropout must be in [0, 1) (at 1 no client ever replies)", self.dropout)
+        _require(0 < self.deadline <= 1e6, "deadline must be in (0, 1e6] seconds (at 0 no client replies)", self.deadline)
+        _require(self.secure_threshold >= 0, "secure_threshold must be >= 0 (0: a majority)", self.secure_threshold)
+        _require(all(1 <= r <= self.rounds for r in self.keep_views),
+                 f"keep_views must list rounds from 1 to rounds ({self.rounds})", self.keep_views)
+
+    @property
+    def sampled(self) -> int:
+        """Clients sampled each round."""
+        return max(1, int(self.clients * self.fraction))
+
+    @property
+    def threshold(self) -> int:
+        """Secure aggregation's t for a round of `sampled` clients."""
+        return self.secure_threshold or self.sampled // 2 + 1
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0  # seeds image choice, model init and attack init
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda if available
@@ -175,6 +246,7 @@ class Config:
     leak: LeakConfig = field(default_factory=LeakConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     defence: DefenceConfig = field(default_factory=DefenceConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed must be >= 0", self.seed)

@@ -50,7 +50,7 @@ def compress(
     return update, 1.0
 
 
-def _dp_sgd_message(
+def dp_sgd_message(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, protocol: Protocol, local_steps: int,
     local_lr: float, local_batch_size: int, dp: DPConfig, generator: Optional[torch.Generator],
 ) -> Params:
@@ -92,7 +92,7 @@ def defended_round(
     dp, noisy = defence.dp, defence.dp.noise_multiplier > 0
     params = model_parameters(model)
     messages = [
-        _dp_sgd_message(model, x, y, protocol, local_steps, local_lr, local_batch_size, dp, generator)
+        dp_sgd_message(model, x, y, protocol, local_steps, local_lr, local_batch_size, dp, generator)
         if noisy and dp.level == "example"
         else client_update(model, params, x, y, protocol, local_steps, local_lr, local_batch_size)
         for x, y in clients

@@ -1,0 +1,77 @@
+"""The lab's Flower ClientApp: unpack the global weights, train locally, pack the reply.
+
+    reply = app(message, context)      # what a SuperNode (or the in-process grid) runs for each client
+
+The client's partition and the lab's configuration come from its context, as Flower hands them to
+any ClientApp: `node_config["partition-id"]` (which share of the train sample this node holds)
+and `run_config["lab-config"]` (the experiment's JSON; "{}" means the defaults). The training
+itself is `task.local_update`: nothing here knows about attacks, clocks or the app.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from torch import nn
+
+from ..config import Config, from_json
+from ..models import create_model
+from .task import federated_data, local_update, round_generator
+
+__all__ = ["app", "lab_config", "architecture", "to_params", "to_arrays"]
+
+app = ClientApp()
+
+
+@lru_cache(maxsize=8)
+def _parse(text: str) -> Config:
+    return from_json(text)
+
+
+def lab_config(run_config: dict) -> Config:
+    """The lab's Config carried in a Flower run config (key "lab-config", JSON text)."""
+    return _parse(str(run_config.get("lab-config", "{}")))
+
+
+@lru_cache(maxsize=8)
+def _architecture(name: str, width: int, dataset: str, classes: int, seed: int) -> nn.Module:
+    from ..experiment import model_input_shape
+
+    channels, size = model_input_shape(dataset)
+    return create_model(name, channels, size, classes, width, seed)
+
+
+def architecture(config: Config, classes: int = 10) -> nn.Module:
+    """The victim network the run trains (its initial weights drawn from the config's seed)."""
+    return _architecture(config.model.name, config.model.width, config.data.dataset, classes, config.seed)
+
+
+def to_params(arrays: ArrayRecord) -> dict[str, torch.Tensor]:
+    """Flower arrays -> {name: tensor}."""
+    return {name: t.float() for name, t in arrays.to_torch_state_dict().items()}
+
+
+def to_arrays(params: dict[str, torch.Tensor]) -> ArrayRecord:
+    """{name: tensor} -> Flower arrays."""
+    return ArrayRecord({name: t.detach().cpu().contiguous() for name, t in params.items()})
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Local training on this node's share; the reply carries the new weights and the share's size."""
+    config = lab_config(context.run_config)
+    client = int(context.node_config["partition-id"])
+    server_round = int(msg.content["config"]["server-round"])
+    mu = float(msg.content["config"].get("proximal-mu", 0.0))
+    data = federated_data(config)
+    model = architecture(config, data.num_classes)
+    params = to_params(msg.content["arrays"])
+    batch = data.client_batch(client, server_round, config.seed)
+    generator = round_generator(config.seed, server_round, client)
+    delta = local_update(model, params, batch.images, batch.labels, config, generator, mu)
+    weights = {name: params[name] - delta[name] for name in params}  # w_E = w_t - Delta_k
+    metrics = MetricRecord({"num-examples": len(batch), "partition-id": client})
+    return Message(content=RecordDict({"arrays": to_arrays(weights), "metrics": metrics}), reply_to=msg)

@@ -1,0 +1,78 @@
+"""What a federated run leaves behind: one record per round, and the files the CLI writes.
+
+    for record in simulate(config): ...      # RoundRecord per round
+    history = History(config, initial, records)
+    history.rows()                            # rounds.csv
+    history.to_dict()                         # history.json (with every client's timeline)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from ..config import Config, to_dict
+from .clock import ClientTiming
+from .strategy import ServerView
+
+__all__ = ["RoundRecord", "History", "CSV_COLUMNS"]
+
+CSV_COLUMNS = ("round", "virtual_seconds", "round_seconds", "sampled", "replied", "dropped", "straggled",
+               "bytes_up", "bytes_down", "accuracy", "loss", "epsilon", "aborted")
+
+
+@dataclass(frozen=True, eq=False)
+class RoundRecord:
+    """One server round as the lab reports it."""
+
+    round: int
+    virtual_seconds: float  # the clock at the round's end (NaN where the backend has no clock)
+    round_seconds: float
+    sampled: int
+    replied: int
+    dropped: int
+    straggled: int
+    bytes_up: int  # all sampled clients together, keys and shares of secure aggregation included
+    bytes_down: int
+    accuracy: float  # on the bundled test sample, after the round, a fraction 0-1
+    loss: float
+    epsilon: Optional[float]  # spent so far at defence.dp.delta; None without noise
+    aborted: str = ""  # why the round applied no aggregate
+    clients: tuple[int, ...] = ()  # partition ids whose replies were aggregated
+    timings: tuple[ClientTiming, ...] = ()  # each sampled client's phases (in-process backend)
+    view: Optional[ServerView] = field(default=None, repr=False)  # kept on request (federation.keep_views)
+
+    def row(self) -> dict[str, object]:
+        """The record as a rounds.csv row."""
+        out = {key: getattr(self, key) for key in CSV_COLUMNS}
+        out["epsilon"] = "" if self.epsilon is None else self.epsilon
+        return out
+
+    def to_dict(self) -> dict:
+        out = self.row()
+        out["epsilon"] = self.epsilon
+        out["clients"] = list(self.clients)
+        out["timings"] = [asdict(t) for t in self.timings]
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class History:
+    """A whole run: its config, the model before round 1, and every round."""
+
+    config: Config
+    initial_accuracy: float
+    initial_loss: float
+    records: tuple[RoundRecord, ...]
+    stopped: bool = False
+
+    def rows(self) -> list[dict[str, object]]:
+        return [r.row() for r in self.records]
+
+    def to_dict(self) -> dict:
+        return {
+            "config": to_dict(self.config),
+            "initial": {"accuracy": self.initial_accuracy, "loss": self.initial_loss},
+            "stopped": self.stopped,
+            "rounds": [r.to_dict() for r in self.records],
+        }

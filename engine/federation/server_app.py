@@ -1,0 +1,67 @@
+"""The lab's Flower ServerApp: pick the strategy, start it, test the global model every round.
+
+    run_server(grid, config, report)      # what every backend runs: in process, under Ray, on a SuperLink
+    app                                   # the ServerApp object `flwr run` and the Ray simulation load
+
+`report(server_round, loss, accuracy, outcome)` is called after Flower's central evaluation of each
+round (round 0: the initial model, outcome None); the in-process runner turns it into a RoundRecord.
+The deployed App writes one JSON line per round into `run_config["out"]` when set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+
+from ..config import Config
+from ..leakage import model_parameters
+from .client_app import architecture, lab_config, to_arrays, to_params
+from .strategy import RoundOutcome, create_strategy
+from .task import evaluate, federated_data
+
+__all__ = ["app", "run_server", "Report"]
+
+Report = Callable[[int, float, float, Optional[RoundOutcome]], None]
+
+
+def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> None:
+    """Flower's round loop (`Strategy.start`) with the lab's strategy and a central test each round."""
+    data = federated_data(config)
+    model = architecture(config, data.num_classes)
+    strategy = create_strategy(config)
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        loss, accuracy = evaluate(model, to_params(arrays), data.test_images, data.test_labels)
+        if report is not None:
+            report(server_round, loss, accuracy, strategy.outcomes.get(server_round))
+        return MetricRecord({"loss": loss, "accuracy": accuracy})
+
+    initial = {name: w.clone() for name, w in model_parameters(model).items()}
+    strategy.start(grid, to_arrays(initial), num_rounds=config.federation.rounds,
+                   timeout=config.federation.deadline, evaluate_fn=evaluate_fn)
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The deployed App: the lab's config from the run config, rounds as JSON lines into `out`."""
+    config = lab_config(context.run_config)
+    out = str(context.run_config.get("out", ""))
+
+    def report(server_round: int, loss: float, accuracy: float, outcome: Optional[RoundOutcome]) -> None:
+        line = {"round": server_round, "loss": loss, "accuracy": accuracy,
+                "replied": [] if outcome is None else outcome.replied,
+                "aborted": "" if outcome is None else outcome.aborted}
+        print(json.dumps(line), flush=True)
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            with open(Path(out) / "rounds.jsonl", "a") as fh:
+                fh.write(json.dumps(line) + "\n")
+
+    run_server(grid, config, report)
