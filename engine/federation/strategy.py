@@ -77,6 +77,8 @@ class RoundOutcome:
     replied: list[int] = field(default_factory=list)  # partition ids whose reply arrived
     aborted: str = ""  # why no aggregate was applied ("" when one was)
     secure_bytes: float = 0.0  # bytes a client sent through the secure protocol (0 without it)
+    kept: dict[int, float] = field(default_factory=dict)  # robust aggregators: client -> weight it got (0: dropped)
+    attack_success: Optional[float] = None  # a backdoor's success on triggered test images after the round
     view: Optional[ServerView] = None
 
 
