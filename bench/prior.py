@@ -3,6 +3,7 @@
     python bench/prior.py                                  # the README's table (about 25 minutes on 2 cores)
     python bench/prior.py --rows lenet:16,convnet:32 --seconds 30 --batches 1
     python bench/prior.py --methods vae_prior --workers 1
+    python bench/prior.py --rows convnet2:32 --batches 8 --methods vae_prior,diffusion_prior --per-batch
 
 Every row is one leaked MNIST batch (test digits, FedSGD unless `xK` clients are named) and one
 victim; each method attacks the very same leak with the same time budget, one torch thread each,
@@ -12,7 +13,7 @@ perceptron with 256 sigmoid units (270k parameters), whose fully connected first
 batch to the row space of its gradient (engine/attacks/rowspace.py); `lenet:8x4` is 4 clients of 8
 images each, averaged.
 
-Methods: `vae_prior`, `ig`, `dlg` as the engine runs them, and the control `rowspace`: the row-space
+Methods: `vae_prior`, `diffusion_prior`, `ig`, `dlg` as the engine runs them, and the control `rowspace`: the row-space
 fit (Eq. 3 of rowspace.py) from uniform noise, with the same labels as the prior but no prior at
 all, to show what the victim's first layer gives away by itself.
 
@@ -26,6 +27,7 @@ is not leaked). The prior's own limit, its held-out reconstruction PSNR, is prin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROWS = "lenet:8,lenet:16,lenet:32,lenet:64,lenet:8x4,convnet2:16,convnet2:32,convnet2:64"
 VICTIMS = {"lenet": ("lenet", 0), "convnet": ("convnet", 0), "convnet2": ("convnet", 32), "mlp": ("mlp", 0)}
+PRIOR_METHODS = ("vae_prior", "diffusion_prior")  # the methods scored with the nearest-training-image check
 
 
 def parse_row(text: str) -> tuple[str, int, int, int]:
@@ -61,7 +64,7 @@ def one(job: tuple[str, str, int, float, int, tuple[str, ...]]) -> dict:
         f"seed={seed}", f"data.batch_size={per_client}", f"data.clients={clients}", f"model.name={name}",
         f"model.width={width}", f"attack.name={'vae_prior' if method == 'rowspace' else method}", f"attack.time_limit={seconds}", "attack.iterations=100000",
     ]
-    if method == "vae_prior":
+    if method in PRIOR_METHODS:
         overrides += [f"attack.restarts={restarts}"]
     config = with_overrides(Config(), [*overrides, *extra])
     setup = prepare(config)
@@ -81,7 +84,7 @@ def one(job: tuple[str, str, int, float, int, tuple[str, ...]]) -> dict:
         "pixels": setup.leak.num_images * setup.images[0].numel(), "psnr": e.psnr, "ssim": e.ssim,
         "labels": e.label_accuracy, "seconds": result.seconds, "closer": None,
     }
-    if method == "vae_prior":
+    if method in PRIOR_METHODS:
         record["closer"] = prior_check(setup, result)["closer_to_victim"]
     return record
 
@@ -122,11 +125,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="attacks side by side (one thread each)")
     parser.add_argument("--restarts", type=int, default=1,
                         help="restarts of the prior attack, sharing its time (2+ gives the posterior spread)")
+    parser.add_argument("--per-batch", action="store_true", help="also print each batch's PSNR per method")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting for every leak and attack, e.g. defence.dp.noise_multiplier=0.01")
     args = parser.parse_args()
 
-    from engine.priors import load_prior
+    from engine.priors import load_diffusion, load_prior
 
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     for row in rows:
@@ -139,6 +143,11 @@ def main() -> None:
     card = load_prior("mnist").card
     print(f"MNIST prior: held-out reconstruction {card.get('heldout_psnr_db', float('nan')):.1f} dB "
           f"(the best any latent attack can do on average), -ELBO {card.get('heldout_neg_elbo_nats', float('nan')):.1f} nats")
+    if "diffusion_prior" in methods:
+        card = load_diffusion("mnist").card
+        print(f"MNIST diffusion prior: held-out images noised to t=200 and denoised {card.get('heldout_psnr_t200', float('nan')):.1f} dB, "
+              f"to t=500 {card.get('heldout_psnr_t500', float('nan')):.1f} dB ({card.get('steps', '?')} training steps)")
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{len(jobs)} attacks of {args.seconds:g} s, {args.workers} at a time" +
           (f", with {' '.join(args.set)}" if args.set else "") + "\n")
     start = time.perf_counter()
@@ -155,7 +164,15 @@ def main() -> None:
             print(f"| {row} | {mine[0]['observed']:,} | {mine[0]['pixels']:,} | {method} | {mean('psnr'):.1f} | "
                   f"{mean('ssim'):.2f} | {sum(labels) / len(labels) if labels else float('nan'):.0%} | "
                   f"{mean('seconds'):.0f} | {closer} |")
-    print(f"\n{time.perf_counter() - start:.0f} s in all")
+    if args.per_batch:
+        print("\n| victim:batch | method | PSNR dB of each batch (seed 0, 1, ...) |")
+        print("|---|---|---|")
+        for row in rows:
+            for method in methods:
+                mine = sorted((r for r in records if r["row"] == row and r["method"] == method), key=lambda r: r["seed"])
+                print(f"| {row} | {method} | {' '.join(format(r['psnr'], '.1f') for r in mine)} |")
+    print(f"\n{time.perf_counter() - start:.0f} s in all; load average at the end: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

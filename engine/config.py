@@ -98,7 +98,7 @@ class LeakConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    name: Literal["dlg", "idlg", "ig", "vae_prior"] = "dlg"
+    name: Literal["dlg", "idlg", "ig", "vae_prior", "diffusion_prior"] = "dlg"
     iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
     restarts: int = 1  # independent random initialisations; the best is kept
     labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
@@ -111,17 +111,21 @@ class AttackConfig:
     prior: Optional[Literal["mnist", "fashion_mnist"]] = None  # vae_prior: the image prior; None = the data set's own
     refine: Optional[int] = None  # vae_prior: pixel steps after the latent phase; None = the preset's
     sigma_g: Optional[float] = None  # vae_prior: width of the gradient likelihood; None = the preset's
+    sampler_steps: Optional[int] = None  # diffusion_prior: guided denoising steps per restart; None = the preset's
+    start: Optional[Literal["vae", "noise"]] = None  # diffusion_prior: chain from the VAE's MAP or pure noise
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "iterations must be >= 1", self.iterations)
         _require(self.refine is None or self.refine >= 0, "refine must be null or >= 0", self.refine)
         _require(self.sigma_g is None or self.sigma_g > 0, "sigma_g must be null or > 0", self.sigma_g)
-        _require(self.name != "vae_prior" or self.labels != "joint",
-                 "labels must be 'true' or 'recovered' for vae_prior (it decodes images, not label logits)", self.labels)
+        _require(self.name not in ("vae_prior", "diffusion_prior") or self.labels != "joint",
+                 f"labels must be 'true' or 'recovered' for {self.name} (it draws images, not label logits)", self.labels)
+        _require(self.sampler_steps is None or self.sampler_steps >= 1, "sampler_steps must be null or >= 1",
+                 self.sampler_steps)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
         _require(self.auxiliary >= 0, "auxiliary must be >= 0 (0: the attacker holds no labelled images)", self.auxiliary)
-        _require(self.init is None or self.name != "vae_prior",
-                 "init is for the pixel attacks (dlg, idlg, ig); vae_prior starts from its latent codes", self.init)
+        _require(self.init is None or self.name not in ("vae_prior", "diffusion_prior"),
+                 f"init is for the pixel attacks (dlg, idlg, ig); {self.name} starts from its prior", self.init)
         _require(self.init != "class_mean" or (self.auxiliary > 0 and self.labels != "joint"),
                  "init 'class_mean' needs auxiliary > 0 and labels 'true' or 'recovered'", self.init)
         _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)

@@ -28,7 +28,7 @@ from .device import resolve_device, set_threads
 from .leakage import Leak, leak_update
 from .metrics import Evaluation, closer_to_victim, evaluate
 from .models import create_model, train_model
-from .priors import PRIORS, Prior, load_prior, nearest_training_images
+from .priors import PRIORS, DiffusionPrior, Prior, load_diffusion, load_prior, nearest_training_images
 
 __all__ = ["Setup", "Result", "prepare", "make_attack", "auxiliary_images", "prior_name", "prior_check", "finish", "run", "model_input_shape"]
 
@@ -152,10 +152,13 @@ def auxiliary_images(config: Config) -> Optional[Auxiliary]:
     return to_model_input(train.images[: a.auxiliary], channels, size), train.labels[: a.auxiliary]
 
 
-def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> Attack:
+def make_attack(
+    config: Config, prior: Optional[Prior] = None, diffusion: Optional[DiffusionPrior] = None, **overrides
+) -> Attack:
     """The attack the config names, with its knobs; `overrides` set any other settings field.
-    `prior`: an already loaded image prior for `vae_prior` (else it is loaded from assets/). The
-    attacker's labelled images (`auxiliary_images`) come along when the config grants them."""
+    `prior`: an already loaded image prior for `vae_prior` and `diffusion_prior` (else it is loaded
+    from assets/), `diffusion`: the latter's denoiser, likewise. The attacker's labelled images
+    (`auxiliary_images`) come along when the config grants them."""
     a = config.attack
     auxiliary = auxiliary_images(config)
     knobs = dict(iterations=a.iterations, restarts=a.restarts, labels=a.labels, time_limit=a.time_limit, seed=config.seed)
@@ -163,6 +166,14 @@ def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> A
         knobs["lr"] = a.lr
     if a.distance is not None:
         knobs["distance"] = a.distance
+    if a.name == "diffusion_prior":
+        knobs.update({key: getattr(a, key) for key in ("refine", "sigma_g", "sampler_steps", "start")
+                      if getattr(a, key) is not None})
+        name = prior_name(config)
+        return create_attack(
+            a.name, prior=prior or load_prior(name), auxiliary=auxiliary,
+            diffusion=diffusion or load_diffusion(name), **{**knobs, **overrides},
+        )
     if a.name == "vae_prior":
         knobs.update({key: getattr(a, key) for key in ("tv", "refine", "sigma_g") if getattr(a, key) is not None})
         return create_attack(
@@ -176,7 +187,7 @@ def make_attack(config: Config, prior: Optional[Prior] = None, **overrides) -> A
 
 
 def prior_name(config: Config) -> str:
-    """The image prior a vae_prior attack uses: the configured one, or the one trained on the data set."""
+    """The image prior a prior attack uses: the configured one, or the one trained on the data set."""
     if config.attack.prior is not None:
         return config.attack.prior
     if config.data.dataset not in PRIORS:

@@ -121,7 +121,7 @@ def save_run(out: str | Path, setup: Setup, result: Result) -> dict[str, Path]:
     }
     record = run_metrics(setup, result)
     comparison_image(result.originals, result.reconstruction).save(paths["image"])
-    if setup.config.attack.name == "vae_prior":
+    if setup.config.attack.name in ("vae_prior", "diffusion_prior"):
         check = prior_check(setup, result)
         record.update({key: value for key, value in check.items() if key != "nearest"})
         spread = result.spread

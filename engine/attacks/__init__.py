@@ -5,6 +5,7 @@
         ...
 """
 
+from .diffusion import DiffusionPriorAttack, DiffusionSettings
 from .inversion import GradientInversion, Settings
 from .presets import ATTACKS, PRESETS, Attack, create_attack
 from .prior import PriorSettings, VAEPriorAttack, posterior_spread
@@ -13,6 +14,6 @@ from .step import AttackStep
 
 __all__ = [
     "ATTACKS", "Attack", "AttackStep", "GradientInversion", "PRESETS", "Settings", "create_attack",
-    "PriorSettings", "VAEPriorAttack", "posterior_spread",
+    "PriorSettings", "VAEPriorAttack", "posterior_spread", "DiffusionSettings", "DiffusionPriorAttack",
     "make_dummy", "dummy_gradient", "compare", "backpropagate",
 ]

@@ -4,6 +4,7 @@
     iDLG (Zhao, Mopuri & Bilen 2020): DLG with the label read off the gradient first
     IG   (Geiping et al. 2020):    signed Adam + cosine distance + total variation + box, lr steps
     vae_prior:                     a MAP estimate in a VAE's latent space (prior.py), not a pixel preset
+    diffusion_prior:               guided denoising under a diffusion model (diffusion.py), not a pixel preset
 
 Our DLG keeps the paper's objective and optimiser but takes the recipe that measured fastest and
 most reliable on these machines (../shared/FINDINGS.md, re-checked by bench/dlg_speed.py): grey
@@ -18,13 +19,14 @@ from dataclasses import replace
 from typing import Callable, Union
 
 from ..labels import Auxiliary
-from ..priors import Prior, load_prior
+from ..priors import DiffusionPrior, Prior, load_diffusion, load_prior
+from .diffusion import DiffusionPriorAttack, DiffusionSettings
 from .inversion import GradientInversion, Settings
 from .prior import PriorSettings, VAEPriorAttack
 
 __all__ = ["PRESETS", "ATTACKS", "Attack", "create_attack", "dlg", "idlg", "inverting_gradients"]
 
-Attack = Union[GradientInversion, VAEPriorAttack]  # both: .steps(leak, true_labels), .run(...), .settings
+Attack = Union[GradientInversion, VAEPriorAttack, DiffusionPriorAttack]  # all: .steps(leak, true_labels), .run(...), .settings
 
 
 def dlg(**overrides) -> Settings:
@@ -49,15 +51,23 @@ def inverting_gradients(**overrides) -> Settings:
 
 
 PRESETS: dict[str, Callable[..., Settings]] = {"dlg": dlg, "idlg": idlg, "ig": inverting_gradients}
-ATTACKS = (*PRESETS, "vae_prior")  # every name create_attack knows
+ATTACKS = (*PRESETS, "vae_prior", "diffusion_prior")  # every name create_attack knows
 
 
 def create_attack(
-    name: str, prior: Prior | str | None = None, auxiliary: Auxiliary | None = None, **overrides
+    name: str, prior: Prior | str | None = None, auxiliary: Auxiliary | None = None,
+    diffusion: DiffusionPrior | None = None, **overrides
 ) -> Attack:
     """The attack called `name`, with any settings field overridden. `vae_prior` needs `prior`:
-    a loaded `engine.priors.Prior` or the name of a shipped one. `auxiliary`: (images, labels) of
-    the same kind the attacker holds, to read the batch's labels with (engine.labels, Eq. 5)."""
+    a loaded `engine.priors.Prior` or the name of a shipped one; `diffusion_prior` too (its VAE stage),
+    and its denoiser `diffusion` (loaded by the prior's name when not given). `auxiliary`: (images,
+    labels) of the same kind the attacker holds, to read the batch's labels with (engine.labels, Eq. 5)."""
+    if name == "diffusion_prior":
+        if prior is None:
+            raise ValueError("the diffusion_prior attack needs an image prior: prior='mnist' or 'fashion_mnist'")
+        prior = load_prior(prior) if isinstance(prior, str) else prior
+        diffusion = load_diffusion(prior.name) if diffusion is None else diffusion
+        return DiffusionPriorAttack(DiffusionSettings(**overrides), diffusion, prior, auxiliary)
     if name == "vae_prior":
         if prior is None:
             raise ValueError("the vae_prior attack needs an image prior: prior='mnist' or 'fashion_mnist'")

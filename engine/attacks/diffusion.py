@@ -1,0 +1,300 @@
+"""Gradient inversion with a diffusion prior: sample the batch from p(x | g) by guided denoising.
+
+The posterior of the VAE attack (prior.py, Eq. 1), p(x | g) proportional to p(g | x) p(x), with p(x) now a
+denoising diffusion model (engine/priors/diffusion.py: x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, a U-Net
+eps_theta, the clean estimate x0_hat(x_t) of its Eq. 3, the DDIM step of its Eq. 4). Its score is what the
+denoiser learnt, grad_x log p_t(x_t) = -eps_theta(x_t, t) / sqrt(1 - ab_t), and the likelihood's is
+approximated through the clean estimate (Chung et al., "Diffusion Posterior Sampling", 2023):
+
+    grad_{x_t} log p(g | x_t)  ~  -grad_{x_t} d( g(x0_hat(x_t)), g ) / sigma_g^2                    # Eq. (1)
+
+so each reverse step is a DDIM step followed by a step against the gradient distance d of prior.py's
+Eq. (2), pulled back through the denoiser, normalised per image to a fixed pixel RMS zeta:
+
+    x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps_theta(x_t, t)                                    # Eq. (2)
+          - zeta sqrt(D) grad_i / |grad_i|,     grad = grad_{x_t} d(g(x0_hat(x_t)), g)             # ("dps")
+
+or, with ``guidance="pnp"``, the data step is taken on the clean estimate itself and the chain re-noised
+from it (plug-and-play, Zhu et al., "DiffPIR", 2023): k signed-Adam steps from x0_hat on
+
+    x0' = argmin_x0  d(g(x0), g) + lambda |x0 - x0_hat|^2 / D,                                      # Eq. (3)
+    x_s = sqrt(ab_s) x0' + sqrt(1 - ab_s) (x_t - sqrt(ab_t) x0') / sqrt(1 - ab_t)                 # Eq. (4)
+
+The four stages of DLG are there: a start (noise), the dummy gradient g(x0_hat), the comparison d, an
+update that is a guided denoising step.
+
+Where the chain starts (``start``):
+- "noise": x_T ~ N(0, I), the whole chain from T (pure DPS). Measured here (FINDINGS, "A small diffusion
+  prior"): on a batch of 32 a CPU-sized model from noise loses to the VAE (12-14 dB against 22).
+- "vae" (the default): the VAE attack's MAP digits (prior.py, Eq. 3 and its refinement) for a share of the
+  time, noised to a middle step t0 by Eq. (1) of the diffusion model and guided back down: the VAE finds
+  which digit is where, the diffusion model redraws the strokes the VAE's decoder cannot. The attack's own
+  distance decides at the end: the lowest-loss images of the chain (any clean estimate on the way) or
+  the VAE's, whichever fits the leaked gradient better.
+
+Restarts are posterior samples as for the VAE: a different start and noise each; the best by loss is the
+MAP, the per-pixel spread over all of them (matched image to image) shows where the attacker guesses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Generator, Iterator, Literal
+
+import torch
+
+from ..labels import Auxiliary
+from ..leakage import Leak
+from ..objectives import create_distance
+from ..priors import Prior
+from ..priors.diffusion_store import DiffusionPrior
+from .inversion import _Clock
+from .prior import PriorSettings, VAEPriorAttack, _forward, _Sample, posterior_spread
+from .stages import compare, dummy_gradient
+from .step import AttackStep, drain
+
+__all__ = ["DiffusionSettings", "DiffusionPriorAttack", "MAX_BATCH", "MIN_SAMPLER_STEPS"]
+
+MAX_BATCH = 256  # images the sampler takes at once (the U-Net's and the victim's second-order activations)
+MIN_SAMPLER_STEPS = 5  # a sampler pass shorter than this is not a pass: the time budget is too small
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """The knobs of the diffusion-prior attack (the VAE stage's in `vae`)."""
+
+    start: Literal["vae", "noise"] = "vae"  # where the chain starts: the VAE's MAP noised to t0, or pure noise
+    t_start: int = 200  # t0 for start="vae" (of the model's 1000 steps); "noise" starts at T
+    sampler_steps: int = 60  # guided DDIM steps of each restart (fewer when the time budget says so)
+    guidance: Literal["dps", "pnp"] = "dps"  # Eq. (2) through the denoiser, or Eq. (3)-(4) on x0_hat
+    zeta: float = 0.02  # dps: pixel RMS of each guidance step (in the [-1, 1] scale of the chain)
+    inner: int = 2  # pnp: signed-Adam steps of Eq. (3) per reverse step
+    inner_lr: float = 0.01  # pnp: their step size
+    proximity: float = 1.0  # pnp: lambda of Eq. (3)
+    vae_share: float = 0.6  # start="vae": each restart's share of time for the VAE stage
+    restarts: int = 1  # posterior samples: the best is the MAP, the spread is over all
+    iterations: int = 400  # the VAE stage's latent steps (its time share usually ends it first)
+    refine: int = 200  # the VAE stage's refinement steps
+    lr: float = 0.1  # the VAE stage's Adam on the latent codes
+    sigma_g: float = 1e-3  # the VAE stage's likelihood width
+    distance: str = "cosine_rows"  # a name in engine.objectives.DISTANCES
+    labels: Literal["true", "recovered"] = "recovered"
+    time_limit: float = 0.0  # seconds for the whole attack, shared by the restarts; 0 = none
+    seed: int = 0
+
+    def vae_settings(self) -> PriorSettings:
+        """The VAE stage's settings."""
+        return PriorSettings(iterations=self.iterations, refine=self.refine, lr=self.lr, sigma_g=self.sigma_g,
+                             distance=self.distance, labels=self.labels, restarts=1, seed=self.seed)
+
+
+class DiffusionPriorAttack:
+    """Posterior samples of the leaked batch under a diffusion prior; same stepper as DLG/IG/vae_prior."""
+
+    name = "diffusion_prior"
+
+    def __init__(self, settings: DiffusionSettings, diffusion: DiffusionPrior, prior: Prior,
+                 auxiliary: Auxiliary | None = None) -> None:
+        if diffusion.name != prior.name:
+            raise ValueError(f"the diffusion prior ({diffusion.name}) and the VAE ({prior.name}) must be of one data set")
+        self.settings = settings
+        self.diffusion = diffusion
+        self.prior = prior  # the VAE: the "vae" start, and the label probes
+        self.vae = VAEPriorAttack(settings.vae_settings(), prior, auxiliary)
+        self.distance = create_distance(settings.distance)
+
+    def __repr__(self) -> str:
+        return f"DiffusionPriorAttack(prior trained on {self.prior.name}, {self.settings})"
+
+    def run(self, leak: Leak, true_labels: torch.Tensor | None = None) -> AttackStep:
+        """Drain the attack; the last step holds the MAP reconstruction and the spread."""
+        return drain(self.steps(leak, true_labels))
+
+    def labels(self, leak: Leak, true_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The labels the attack assumes, (B,) sorted: read as the VAE attack reads them."""
+        return self.vae.labels(leak, true_labels)
+
+    def check(self, leak: Leak) -> None:
+        """The prior must make the victim's images; the batch must fit; the time must hold a sampler pass."""
+        self.vae.check(leak)
+        model = self.diffusion.model
+        if tuple(leak.image_shape) != (model.channels, model.size, model.size):
+            raise ValueError(f"the {self.diffusion.name} diffusion prior makes {model.channels}x{model.size}x"
+                             f"{model.size} images but the victim takes {'x'.join(map(str, leak.image_shape))}")
+        if leak.num_images > MAX_BATCH:
+            raise ValueError(f"a batch of {leak.num_images} images is more than the diffusion sampler takes at once "
+                             f"({MAX_BATCH}); use vae_prior for it")
+        s = self.settings
+        if s.time_limit:
+            share = s.time_limit / s.restarts * (1 - s.vae_share if s.start == "vae" else 1)
+            needed = MIN_SAMPLER_STEPS * self.seconds_per_step(leak)
+            if share < needed:
+                raise ValueError(
+                    f"time_limit {s.time_limit:g} s leaves {share:.1f} s to each restart's sampler, below one "
+                    f"pass of {MIN_SAMPLER_STEPS} guided steps (~{needed:.1f} s for this batch here): raise "
+                    "time_limit or lower restarts"
+                )
+
+    def seconds_per_step(self, leak: Leak) -> float:
+        """One guided step timed on this batch and victim (a U-Net pass, the dummy gradient, the way back)."""
+        device = next(iter(leak.params.values())).device
+        model = self.diffusion.model.to(device)
+        x = torch.zeros((leak.num_images, *leak.image_shape), device=device, requires_grad=True)
+        labels = torch.zeros(leak.num_images, dtype=torch.long, device=device)
+        began = time.perf_counter()
+        x0_hat, _ = model.denoise(x, torch.full((len(x),), model.timesteps // 2, device=device, dtype=torch.long))
+        torch.autograd.grad(self._loss(leak, (x0_hat + 1) / 2, labels), x)
+        return time.perf_counter() - began
+
+    def steps_per_restart(self, leak: Leak) -> int:
+        """At most how many steps one restart yields: the VAE stage's, then the sampler's."""
+        vae = self.vae.steps_per_restart(leak) if self.settings.start == "vae" else 0
+        return vae + self.settings.sampler_steps
+
+    def _loss(self, leak: Leak, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return compare(dummy_gradient(leak, images, labels), leak, self.distance)  # prior.py, Eq. (2)
+
+    def steps(self, leak: Leak, true_labels: torch.Tensor | None = None) -> Iterator[AttackStep]:
+        """Yield a step per VAE iteration and per guided denoising step of each restart; the last one is
+        `done`, with the MAP images and, over the restarts, the per-pixel `spread`."""
+        self.check(leak)
+        s = self.settings
+        clock = _Clock()
+        device = next(iter(leak.params.values())).device
+        self.prior.vae.to(device)
+        self.diffusion.model.to(device)
+        labels = self.labels(leak, None if true_labels is None else true_labels.cpu()).to(device)
+        samples: list[_Sample] = []
+        reason = f"finished {s.restarts} restart(s) ({s.start} start, {s.sampler_steps} guided {s.guidance} steps)"
+        runs: list[Generator] = []
+        try:
+            for restart in range(s.restarts):
+                deadline = s.time_limit * (restart + 1) / s.restarts if s.time_limit else math.inf
+                runs.append(self._restart(leak, labels, restart, clock, deadline, samples))
+                sample, last = yield from _forward(runs[-1], clock)
+                if sample is None:
+                    continue
+                samples.append(replace(sample, steps=last.iteration))
+                if s.time_limit and clock() > s.time_limit:
+                    reason = f"time limit of {s.time_limit:g} s reached after {len(samples)} restart(s)"
+                    break
+        finally:
+            for run in runs:
+                run.close()
+        if not samples:
+            images = torch.full((leak.num_images, *leak.image_shape), 0.5, device=device)
+            yield AttackStep(0, "done", 0, math.nan, math.nan, images, labels, clock(), True,
+                             "the run diverged: every restart's loss became non-finite")
+            return
+        best = min(range(len(samples)), key=lambda r: samples[r].loss)
+        spread = posterior_spread([sample.images for sample in samples], best, labels)
+        yield AttackStep(samples[best].steps, "done", best, samples[best].loss, samples[best].loss,
+                         samples[best].images.clamp(0, 1), labels, clock(), True, reason, spread)
+
+    def _restart(self, leak, labels, restart, clock, deadline, samples) -> Generator[AttackStep, None, _Sample | None]:
+        """One restart: the start (VAE MAP noised to t0, or noise), then the guided chain down to t = 0."""
+        s = self.settings
+        model = self.diffusion.model
+        device = labels.device
+        best_before = min((x.loss for x in samples), default=math.inf)
+        begin = clock()
+        generator = torch.Generator().manual_seed(s.seed * 1000 + restart)
+        shape = (leak.num_images, *leak.image_shape)
+        kept: _Sample | None = None
+        taken = 0
+        if s.start == "vae":
+            vae_deadline = begin + (deadline - begin) * s.vae_share
+            space, basis = self.vae.refinement(leak)
+            run = self.vae._restart(leak, labels, restart, clock, vae_deadline, samples, space, basis)
+            kept, last = yield from _forward(run, clock)
+            taken = last.iteration if last is not None else 0
+            if kept is None:
+                return None
+            t0 = min(s.t_start, model.timesteps - 1)
+            eps = torch.randn(shape, generator=generator).to(device)
+            with torch.no_grad():
+                x = model.noise(kept.images, torch.full((shape[0],), t0, device=device, dtype=torch.long), eps)
+        else:
+            t0 = model.timesteps - 1
+            x = torch.randn(shape, generator=generator).to(device)
+            yield AttackStep(0, "dummy", restart, math.nan, best_before, ((x.clamp(-1, 1) + 1) / 2), labels, clock())
+        chain_start = clock()
+        ts = model.schedule(t0, s.sampler_steps)
+        budget = deadline - chain_start
+        i = 0
+        while i < len(ts) - 1:
+            t, following = ts[i], ts[i + 1]
+            tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
+            if s.guidance == "dps":
+                x, x0_hat, value = self._dps_step(leak, labels, x, tt, following)
+            else:
+                x, x0_hat, value = self._pnp_step(leak, labels, x, tt, following)
+            if not math.isfinite(value):
+                break
+            images = ((x0_hat + 1) / 2).clamp(0, 1)
+            if kept is None or value < kept.loss:
+                kept = _Sample(value, images, torch.empty(0))
+            i += 1
+            yield AttackStep(taken + i, "update", restart, value, min(best_before, value, kept.loss), images,
+                             labels, clock())
+            if i == 1 and math.isfinite(budget):  # the first step's time says how many fit: re-space the chain
+                per_step = max(clock() - chain_start, 1e-6)
+                fit = int((budget - (clock() - chain_start)) / per_step)
+                if fit < len(ts) - 2:
+                    ts = [*ts[:1], *model.schedule(following, max(fit, 1))]
+            if math.isfinite(budget) and clock() > deadline:
+                break
+        with torch.no_grad():  # the chain's end: x is x_0 after the last step (or the last x_s if cut short)
+            final = ((x + 1) / 2).clamp(0, 1) if i == len(ts) - 1 else None
+        if final is not None:
+            value = float(self._loss(leak, final, labels).detach())
+            if math.isfinite(value) and (kept is None or value < kept.loss):
+                kept = _Sample(value, final, torch.empty(0))
+            yield AttackStep(taken + i + 1, "update", restart, value, min(best_before, kept.loss), final, labels,
+                             clock())
+        return kept
+
+    def _dps_step(self, leak, labels, x, tt, following: int):
+        """Eq. (1)-(2): a DDIM step and a guidance step through the denoiser's clean estimate."""
+        model = self.diffusion.model
+        x = x.detach().requires_grad_()
+        x0_hat, eps = model.denoise(x, tt)  # Eq. (3) of the model
+        fit = self._loss(leak, (x0_hat.clamp(-1, 1) + 1) / 2, labels)  # the dummy gradient of x0_hat, compared
+        (grad,) = torch.autograd.grad(fit, x)  # Eq. (1)
+        with torch.no_grad():
+            norm = grad.flatten(1).norm(dim=1).clamp_min(1e-20).view(-1, *[1] * (x.dim() - 1))
+            step = self.settings.zeta * math.sqrt(x[0].numel()) * grad / norm
+            x0_hat = x0_hat.clamp(-1, 1)
+            new = model.ddim_step(x0_hat, eps, following)  # Eq. (2), its DDIM part
+            if following >= 0:
+                new = new - step  # Eq. (2), its guidance
+        return new, x0_hat, float(fit.detach())
+
+    def _pnp_step(self, leak, labels, x, tt, following: int):
+        """Eq. (3)-(4): the data step on the clean estimate, then re-noise from it."""
+        s = self.settings
+        model = self.diffusion.model
+        with torch.no_grad():
+            x0_hat, _ = model.denoise(x, tt)
+            anchor = ((x0_hat.clamp(-1, 1) + 1) / 2)
+        free = anchor.clone().requires_grad_()
+        adam = torch.optim.Adam([free], lr=s.inner_lr)
+        value = math.nan
+        for _ in range(s.inner):
+            fit = self._loss(leak, free, labels)
+            loss = fit + s.proximity * (free - anchor).pow(2).mean()  # Eq. (3)
+            adam.zero_grad()
+            loss.backward()
+            value = float(fit.detach())
+            free.grad = free.grad.sign()
+            adam.step()
+            with torch.no_grad():
+                free.clamp_(0, 1)
+        with torch.no_grad():
+            x0 = 2 * free.detach() - 1
+            ab = model.alpha_bar[tt].view(-1, *[1] * (x.dim() - 1))
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+            new = model.ddim_step(x0, eps, following)  # Eq. (4)
+        return new, x0, value
