@@ -89,16 +89,24 @@ class LeakConfig:
     local_steps: int = 1  # FedAvg local SGD steps E
     local_lr: float = 0.1  # FedAvg local learning rate
     local_batch_size: int = 0  # 0 = the whole client batch per step
+    server: Literal["honest", "imprint", "trap"] = "honest"  # the model the server ships (engine/server)
+    bins: int = 1024  # imprint: bins k of the inserted layer; trap: its rows
+    trap_scale: float = 1.5  # trap: how much the negative half of each row outweighs the positive
+    disguise: bool = False  # imprint: dress the layer to pass the clients' checks (an adaptive server)
+    vet: bool = False  # each client checks the model it received and refuses a suspicious one
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local_steps must be >= 1", self.local_steps)
         _require(self.local_lr > 0, "local_lr must be > 0", self.local_lr)
         _require(self.local_batch_size >= 0, "local_batch_size must be >= 0", self.local_batch_size)
+        _require(self.bins >= 1, "bins must be >= 1", self.bins)
+        _require(self.trap_scale > 0, "trap_scale must be > 0", self.trap_scale)
+        _require(not self.disguise or self.server == "imprint", "disguise needs server 'imprint'", self.disguise)
 
 
 @dataclass(frozen=True)
 class AttackConfig:
-    name: Literal["dlg", "idlg", "ig", "vae_prior", "diffusion_prior"] = "dlg"
+    name: Literal["dlg", "idlg", "ig", "vae_prior", "diffusion_prior", "imprint", "trap"] = "dlg"
     iterations: int = 300  # optimiser steps (gradient evaluations for L-BFGS)
     restarts: int = 1  # independent random initialisations; the best is kept
     labels: Literal["true", "recovered", "joint"] = "recovered"  # given, read off the gradient, or optimised
@@ -255,6 +263,13 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed must be >= 0", self.seed)
         _require(self.threads >= 1, "threads must be >= 1", self.threads)
+        images = self.data.batch_size * self.data.clients
+        _require(self.leak.server == "honest" or self.leak.bins >= images,
+                 f"leak.bins must be at least the images in the round ({images}: data.batch_size x data.clients)",
+                 self.leak.bins)
+        _require(self.attack.name not in ("imprint", "trap") or self.leak.server == self.attack.name,
+                 f"attack.name {self.attack.name!r} reads a dishonest server's layer: set leak.server={self.attack.name}",
+                 self.leak.server)
 
 
 # -----------------------------------------------------------------------------

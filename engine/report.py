@@ -55,6 +55,10 @@ def run_metrics(setup: Setup, result: Result) -> dict[str, Any]:
         "labels": result.labels.tolist(),  # the attacker's, matched to the originals' order
         "device": str(setup.device),
     }
+    if config.leak.server != "honest" or config.leak.vet:  # a dishonest server's round
+        from .server import server_metrics
+
+        record.update(server_metrics(config, setup.model, setup.leak, result.evaluation.per_image_psnr))
     if config.defence.active:
         from .defences import defence_metrics  # Opacus loads only for a defended run
 

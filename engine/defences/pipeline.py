@@ -69,12 +69,12 @@ def dp_sgd_message(
     return {name: start[name] - w.detach() for name, w in local.named_parameters()}
 
 
-def _sum(messages: Sequence[Params], weights: Sequence[float], secure: bool) -> Params:
+def _sum(messages: Sequence[Params], weights: Sequence[float], secure: bool, frac_bits: int = 16) -> Params:
     """sum_k weight_k * message_k: in the clear, or through secure aggregation with no dropouts."""
     weighted = [{name: w * m for name, m in message.items()} for message, w in zip(messages, weights)]
     if not secure:
         return {name: torch.stack([m[name] for m in weighted]).sum(0) for name in weighted[0]}
-    result = secure_sum([flatten(m) for m in weighted], threshold=len(weighted))
+    result = secure_sum([flatten(m) for m in weighted], threshold=len(weighted), frac_bits=frac_bits)
     return unflatten(result.total.to(flatten(weighted[0]).device), weighted[0])
 
 
@@ -87,8 +87,10 @@ def defended_round(
     local_lr: float = 0.1,
     local_batch_size: int = 0,
     generator: Optional[torch.Generator] = None,
+    frac_bits: int = 16,
 ) -> Params:
-    """The aggregate the server ends the round with (steps 1 to 5 above); no defence gives `leak_update`'s."""
+    """The aggregate the server ends the round with (steps 1 to 5 above); no defence gives `leak_update`'s.
+    `frac_bits`: the secure sum's fixed point (secure_aggregation.encode)."""
     dp, noisy = defence.dp, defence.dp.noise_multiplier > 0
     params = model_parameters(model)
     messages = [
@@ -103,7 +105,7 @@ def defended_round(
         messages = [clip_update(m, dp.clip) for m in messages]  # step 3, Eq. (3)
     sizes = [len(x) for x, _ in clients]
     weights = [1 / len(sizes)] * len(sizes) if client_level else [n_k / sum(sizes) for n_k in sizes]
-    total = _sum(messages, weights, defence.secure_aggregation)  # step 4
+    total = _sum(messages, weights, defence.secure_aggregation, frac_bits)  # step 4
     if client_level:  # step 5, Eq. (4): (sum + N(0, z^2 S^2)) / n = sum / n + N(0, (z S / n)^2)
         total = add_gaussian_noise(total, dp.noise_multiplier / len(sizes), dp.clip, generator)
     return total

@@ -1,0 +1,169 @@
+"""Imprint (Fowl, Geiping, Czaja, Goldblum & Goldstein, "Robbing the Fed: Directly Obtaining
+Private Data in Federated Learning with Modified Models", ICLR 2022).
+
+    model = imprint_model(victim, public_images, bins=1024)   # the server's shipped model
+    readout = read_imprint(leak)                             # the images back, no optimisation
+
+Every row of the front layer (front.py, Eq. 1) measures the same thing, here the mean brightness
+m(x) = <w, x> with w = 1/N, and row i's bias sits at the measurement's i/k quantile t_i over the
+attacker's public images, so each of the k bins [t_i, t_{i+1}) is about equally likely:
+
+    W_i = w,  b_i = -t_i,   t_0 < t_1 < ... < t_{k-1}                          # Eq. (4)
+    h_i(x) = ReLU(m(x) - t_i)  is on for every image with m(x) > t_i
+
+The second layer sends all k activations through the same column (V_i = v), so dL/dh_i = <v, dL/dx'>
+is one number g_j per image j, the same for every row it switches on. Row i's gradient is then the
+sum over the images brighter than t_i, and neighbouring rows differ by the images in one bin:
+
+    dL/dW_i - dL/dW_{i+1} = sum_{j: t_i <= m(x_j) < t_{i+1}} g_j x_j            # Eq. (5)
+    dL/db_i - dL/db_{i+1} = sum_{j in the same bin} g_j                        # Eq. (6)
+
+An image alone in its bin comes back exactly as the ratio of the two (Sec. 3.1). A client's
+weighting n_k / n and the sum over clients multiply both alike, so secure aggregation, which hands
+the server the same sum, does not change the ratio. With B images spread over k equally likely
+bins, an image is alone with probability (1 - 1/k)^(B - 1), so the expected number of exact images is
+
+    E[exact] = B (1 - 1/k)^(B - 1)                                              # Eq. (7)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..leakage import Leak
+from .front import PARAMETER_BUDGET, FrontLayer, MaliciousModel, ServerPlan, inserted_parameters
+
+__all__ = ["brightness", "bin_edges", "imprint_model", "read_imprint", "read_rows", "expected_exact", "Readout"]
+
+PROBE = 64  # public images the server runs through its model to choose the gain
+
+
+def expected_exact(batch: int, bins: int) -> float:
+    """Eq. (7): images expected alone in one of `bins` equally likely bins, out of `batch`."""
+    return batch * (1 - 1 / bins) ** (batch - 1)
+
+
+def brightness(image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The measurement w of Eq. (4): the mean of the N numbers of an image, (N,)."""
+    n = math.prod(image_shape)
+    return torch.full((n,), 1.0 / n)
+
+
+def bin_edges(public: torch.Tensor, bins: int) -> torch.Tensor:
+    """t_0 .. t_{k-1} of Eq. (4) from the attacker's public images (M, C, H, W): the 1/k quantiles of
+    their mean brightness; t_0 lies below every image so that the first bin has no lower end."""
+    m = public.flatten(1).double().mean(1)  # (M,)
+    levels = torch.arange(1, bins, dtype=torch.float64) / bins
+    inner = torch.quantile(m, levels)  # (k - 1,)
+    return torch.cat([torch.tensor([-1.0], dtype=torch.float64), inner]).float()  # (k,)
+
+
+def _check(victim: nn.Module, public: torch.Tensor, rows: int, batch: int) -> None:
+    """One clear ValueError for a layer that cannot work or cannot be built."""
+    try:
+        with torch.no_grad():
+            victim(public[:1].to(next(victim.parameters()).device))
+    except (RuntimeError, IndexError):
+        raise ValueError(f"the measurement needs public images of the model's input shape, got {tuple(public.shape)}") from None
+    victim_shape = tuple(public.shape[1:])
+    if len(public) < 2:
+        raise ValueError(f"the bins' quantiles need at least 2 public images, got {len(public)}")
+    if rows < batch:
+        raise ValueError(f"{rows} bins cannot hold {batch} images apart: use at least as many bins as images")
+    size = inserted_parameters(rows, victim_shape)
+    if size > PARAMETER_BUDGET:
+        raise ValueError(
+            f"{rows} bins over images of {math.prod(victim_shape)} numbers need {size:,} parameters, over the "
+            f"layer budget of {PARAMETER_BUDGET:,}; use fewer bins"
+        )
+
+
+def per_image_signal(model: MaliciousModel, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """g_j = dL_j/dh for a row every image switches on (row 0 of an imprint): (B,)."""
+    h = torch.relu(model.front.rows(images.flatten(1)))  # (B, k)
+    h = h.detach().requires_grad_()
+    logits = model.victim(model.front.back(h).view(-1, *model.front.image_shape))
+    loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+    return torch.autograd.grad(loss, h)[0][:, 0]  # (B,)
+
+
+def gain(model: MaliciousModel, public: torch.Tensor, seed: int = 0) -> float:
+    """The largest |g_j| over a few public images (with labels drawn at random: the server has
+    none): the rows and biases are multiplied by it, the second layer divided, so that x' stays the
+    same and every row's gradient is of order 1. Gradients of that size keep their digits through
+    secure aggregation's fixed point (2^-24 steps), and stay far below its overflow."""
+    probe = public[:PROBE]
+    classes = int(model.victim(model.front(probe[:1])).shape[1])
+    labels = torch.randint(classes, (len(probe),), generator=torch.Generator().manual_seed(seed)).to(probe.device)
+    return float(per_image_signal(model, probe, labels).abs().max().clamp_min(1e-12))
+
+
+def imprint_model(
+    victim: nn.Module,
+    public: torch.Tensor,  # (M, C, H, W) the attacker's own images, never a victim's
+    bins: int = 1024,
+    batch: int = 1,  # images the round will hold, to refuse fewer bins than images
+) -> MaliciousModel:
+    """The victim with an imprint layer of `bins` rows in front: Eq. (4) for the rows, one shared
+    column for the second layer, scaled so that the victim sees x' = mean_i h_i (a grey image)."""
+    if public.dim() != 4:
+        raise ValueError(f"the measurement needs public images (M, C, H, W), got shape {tuple(public.shape)}")
+    shape = tuple(public.shape[1:])
+    _check(victim, public, bins, batch)
+    device = next(victim.parameters()).device
+    public = public.to(device)
+    front = FrontLayer(shape, bins).to(device)
+    edges = bin_edges(public.cpu(), bins).to(device)
+    model = MaliciousModel(front, victim, ServerPlan("imprint", torch.arange(bins), torch.ones(bins), edges))
+    for a in (1.0, None):  # set the layer at gain 1, measure the gain, set it again
+        a = 1.0 / gain(model, public) if a is None else a
+        with torch.no_grad():
+            front.rows.weight.copy_(brightness(shape).to(device).expand(bins, -1) / a)  # Eq. (4), scaled by 1/a
+            front.rows.bias.copy_(-edges / a)
+            front.back.weight.fill_(a / bins)  # V_i = v for every row i: one g_j per image
+            front.back.bias.zero_()
+    return model
+
+
+@dataclass(frozen=True, eq=False)
+class Readout:
+    """The images a server reads off its front layer's update, strongest signal first."""
+
+    images: torch.Tensor  # (R, C, H, W) one per row (or bin) that held an image, clamped to [0, 1]
+    rows: torch.Tensor  # (R,) long: the row (imprint: the bin) each image came from
+    strength: torch.Tensor  # (R,) |dL/db| of that row or bin difference: how much signal it carried
+    bins: int  # rows (bins) the layer has
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def read_rows(weight_grad: torch.Tensor, bias_grad: torch.Tensor, image_shape: tuple[int, ...]) -> tuple:
+    """Eq. (3) row by row: x = dL/dW_i / dL/db_i for every row whose bias gradient is not (numerically) zero.
+    Returns (images (R, C, H, W), rows (R,), strength (R,))."""
+    strength = bias_grad.abs()  # (k,)
+    floor = 1e-6 * float(strength.max()) if strength.numel() else 0.0
+    rows = torch.nonzero(strength > floor).flatten()
+    images = weight_grad[rows] / bias_grad[rows, None]  # (R, N)
+    order = torch.argsort(strength[rows], descending=True)
+    rows = rows[order]
+    return images[order].view(-1, *image_shape), rows, strength[rows]
+
+
+def read_imprint(leak: Leak) -> Readout:
+    """Eq. (5) / Eq. (6) on the leaked update of an imprinted model: one image per non-empty bin."""
+    model = leak.model
+    if not isinstance(model, MaliciousModel) or model.plan.kind != "imprint":
+        raise ValueError("the imprint attack reads an imprinted model's update: set leak.server=imprint")
+    plan = model.plan
+    scale = plan.scales.to(leak.update["front.rows.bias"].device)
+    g_w = leak.update["front.rows.weight"][plan.order] * scale[:, None]  # (k, N), rows by rising threshold
+    g_b = leak.update["front.rows.bias"][plan.order] * scale  # (k,)
+    d_w = g_w - torch.cat([g_w[1:], torch.zeros_like(g_w[:1])])  # Eq. (5)
+    d_b = g_b - torch.cat([g_b[1:], torch.zeros_like(g_b[:1])])  # Eq. (6)
+    images, bins, strength = read_rows(d_w, d_b, leak.image_shape)
+    return Readout(images.clamp(0, 1), bins, strength, plan.bins)
