@@ -1,8 +1,9 @@
-"""The command line: `python -m engine example-config`, `python -m engine run` and `python -m engine sweep`.
+"""The command line: `python -m engine example-config`, `run`, `sweep` and `simulate`.
 
     python -m engine example-config > my.json                  # the default: DLG on one bundled MNIST digit
     python -m engine run my.json --set data.batch_size=4 --out runs/b4
     python -m engine sweep --param defence.dp.noise_multiplier --values 0,1e-3,1e-1 --utility --out runs/noise
+    python -m engine simulate --set federation.dropout=0.2 --out runs/fl   # federated training on Flower
 
 `run` calls the same functions as the app and the tests (`prepare`, `make_attack`, `finish`,
 `save_run`). Bad input ends with one line `error: ...` and exit code 2; Ctrl-C stops the attack,
@@ -50,12 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--rounds", type=int, default=10, help="FedAvg rounds for --utility (default 10)")
     sweep.add_argument("--clients", type=int, default=5, help="FedAvg clients for --utility (default 5)")
     sweep.add_argument("--out", required=True, type=Path, help="folder for sweep.csv and sweep.png")
+    fl = commands.add_parser("simulate", help="federated training on Flower, round by round; write config.json, "
+                             "rounds.csv, history.json and curves.png")
+    fl.add_argument("config", nargs="?", type=Path, help="a config JSON file (default: the example config with "
+                    "the ConvNet, which learns in a few rounds)")
+    fl.add_argument("--set", dest="overrides", **overrides)
+    fl.add_argument("--out", required=True, type=Path, help="folder for the four output files")
     return parser
 
 
-def _load(path: Optional[Path], overrides: Sequence[str]) -> Config:
-    """The config file (or the default) with the overrides applied. Raises ConfigError or OSError."""
-    config = Config()
+def _load(path: Optional[Path], overrides: Sequence[str], default: Optional[Config] = None) -> Config:
+    """The config file (or `default`, else the example config) with the overrides applied. Raises ConfigError or OSError."""
+    config = default or Config()
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
@@ -161,6 +168,47 @@ def _sweep(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if stopped else 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    """The `simulate` command: a progress bar per round, then the files; Ctrl-C keeps the finished rounds."""
+    from .config import ModelConfig
+
+    config = _load(args.config, args.overrides, Config(model=ModelConfig(name="convnet")))
+    from tqdm import tqdm
+
+    from .federation import History, simulate
+    from .federation.report import save_history
+
+    initial: list[float] = []
+    records, stopped = [], False
+    rounds = simulate(config, lambda loss, accuracy: initial.extend([loss, accuracy]))
+    with tqdm(total=config.federation.rounds, desc="rounds", unit="round", file=sys.stderr) as bar:
+        try:
+            for record in rounds:
+                records.append(record)
+                eps = "-" if record.epsilon is None else f"{record.epsilon:.3g}"
+                bar.set_postfix(accuracy=f"{record.accuracy:.1%}", replied=f"{record.replied}/{record.sampled}",
+                                epsilon=eps, refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            rounds.close()  # the Flower server thread ends with it
+    if not records:
+        print("stopped by user before the first round finished; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    history = History(config, initial[1], initial[0], tuple(records), stopped)
+    paths = save_history(args.out, history)
+    last = records[-1]
+    eps = "" if last.epsilon is None else f", epsilon {last.epsilon:.3g} at delta {config.defence.dp.delta:g}"
+    aborted = sum(1 for r in records if r.aborted)
+    print(
+        f"{len(records)} rounds{' (stopped by user)' if stopped else ''}: test accuracy "
+        f"{history.initial_accuracy:.1%} -> {last.accuracy:.1%}, {last.virtual_seconds:.0f} virtual seconds{eps}"
+        f"{f', {aborted} rounds aborted' if aborted else ''} -> {args.out}/ ({', '.join(p.name for p in paths.values())})"
+    )
+    return EXIT_INTERRUPTED if stopped else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the command, return the exit code."""
     args = _parser().parse_args(argv)
@@ -168,6 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "example-config":
             print(to_json(with_overrides(Config(), args.overrides)))
             return 0
+        if args.command == "simulate":
+            return _simulate(args)
         return _sweep(args) if args.command == "sweep" else _run(args)
     except BrokenPipeError:  # e.g. `example-config | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

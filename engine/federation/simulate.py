@@ -56,6 +56,9 @@ def simulate(config: Config, on_initial: Optional[Callable[[float, float], None]
     logging.getLogger("flwr").setLevel(logging.ERROR)  # Flower logs every round; the lab reports them itself
     set_threads(config.threads)
     backend = config.federation.backend
+    if config.defence.secure_aggregation and config.federation.sampled < 2:
+        raise FederationError("secure aggregation needs at least 2 clients sampled a round: raise "
+                              "federation.fraction or federation.clients")
     if backend == "inprocess":
         target = _inprocess(config)
     elif backend == "ray":
