@@ -196,6 +196,55 @@ class BandwidthConfig:
     up: Spread = field(default_factory=lambda: Spread(5.0, 0.8))  # Mbit/s, client to server
 
 
+@dataclass(frozen=True)
+class PoisonConfig:
+    """The malicious clients' knobs (`federation.attack`; rules and papers in engine/federation/poison.py)."""
+
+    scale: float = 10.0  # sign_flip: an attacker sends -scale x its honest update
+    sigma: float = 10.0  # gaussian: an attacker sends N(0, sigma^2 I)
+    z: Optional[float] = None  # alie: standard deviations below the honest mean; None = z_max from n and f
+    epsilon: float = 0.1  # ipm: the attackers send -epsilon x the honest mean (0.1 fools Krum, 10 the mean)
+    source: int = 7  # label_flip: the class whose images the attackers relabel
+    target: int = 1  # label_flip: the label they get; backdoor: the class the trigger calls for
+    share: float = 0.5  # backdoor: share of an attacker's images that carry the trigger
+    trigger: int = 4  # backdoor: side in pixels of the white square in the lower right corner
+    boost: float = 0.0  # backdoor: gamma, the attacker's update scale; 0 = n / f (model replacement)
+    start: int = 1  # the first round the attackers act (model replacement aims at a model that has learnt)
+
+    def __post_init__(self) -> None:
+        _require(0 < self.scale <= 1e6, "scale must be in (0, 1e6]", self.scale)
+        _require(0 < self.sigma <= 1e6, "sigma must be in (0, 1e6]", self.sigma)
+        _require(self.z is None or 0 <= self.z <= 100, "z must be null or from 0 to 100", self.z)
+        _require(0 < self.epsilon <= 1e6, "epsilon must be in (0, 1e6]", self.epsilon)
+        _require(self.source >= 0 and self.target >= 0, "source and target must be class numbers >= 0",
+                 (self.source, self.target))
+        _require(0 < self.share <= 1, "share must be in (0, 1]", self.share)
+        _require(1 <= self.trigger <= 16, "trigger must be from 1 to 16 pixels", self.trigger)
+        _require(0 <= self.boost <= 1e4, "boost must be from 0 to 1e4 (0: n / f)", self.boost)
+        _require(self.start >= 1, "start must be a round >= 1", self.start)
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """The robust aggregators' knobs (`federation.strategy`; engine/federation/robust.py)."""
+
+    byzantine: Optional[int] = None  # f the server assumes among a round's n replies; None = attackers x sampled
+    trim: float = 0.2  # trimmed_mean: share beta cut from each tail of every coordinate
+    select: int = 0  # multikrum: m updates averaged; 0 = n - f
+    clip: float = 0.0  # norm_clip and centered_clip: the bound tau; 0 = the round's median norm
+    iterations: int = 3  # centered_clip: L clipping passes
+    root: int = 100  # fltrust: the server's clean root images (its first public train images)
+
+    def __post_init__(self) -> None:
+        _require(self.byzantine is None or self.byzantine >= 0, "byzantine must be null or >= 0", self.byzantine)
+        _require(0 <= self.trim < 0.5, "trim must be in [0, 0.5)", self.trim)
+        _require(self.select >= 0, "select must be >= 0 (0: n - f)", self.select)
+        _require(0 <= self.clip <= 1e6, "clip must be from 0 to 1e6 (0: the median norm)", self.clip)
+        _require(1 <= self.iterations <= 100, "iterations must be from 1 to 100", self.iterations)
+        _require(1 <= self.root <= 1000, "root must be from 1 to 1000 (the public images)", self.root)
+
+
+ROBUST = ("median", "trimmed_mean", "krum", "multikrum", "bulyan", "norm_clip", "centered_clip", "fltrust")
 MAX_CLIENTS = 5000  # the in-process grid keeps one context per client; beyond this use backend "ray"
 MAX_ROUNDS = 1000
 
@@ -210,7 +259,8 @@ class FederationConfig:
     local_epochs: int = 5  # E: passes over its share a sampled client makes
     batch_size: int = 16  # local mini-batch B
     lr: float = 0.1  # local SGD learning rate
-    strategy: Literal["fedavg", "fedprox"] = "fedavg"  # the Flower strategy the server runs
+    strategy: Literal["fedavg", "fedprox", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "norm_clip",
+                      "centered_clip", "fltrust"] = "fedavg"  # the Flower strategy the server runs
     proximal_mu: float = 0.01  # fedprox: weight of (mu / 2) ||w - w_t||^2 in the local loss
     dropout: float = 0.0  # chance that a sampled client vanishes during a round (never replies)
     latency: Spread = field(default_factory=lambda: Spread(0.1, 0.5))  # seconds, one way
@@ -220,6 +270,10 @@ class FederationConfig:
     secure_threshold: int = 0  # secure aggregation's t; 0 = a majority of the sampled clients
     backend: Literal["inprocess", "ray", "deployment"] = "inprocess"
     keep_views: tuple[int, ...] = ()  # rounds whose server view (aggregate and replies) is kept to attack
+    attack: Literal["none", "sign_flip", "gaussian", "alie", "ipm", "label_flip", "backdoor"] = "none"  # poisoned clients
+    attackers: float = 0.2  # share of the clients that attack (when attack is not "none")
+    poison: PoisonConfig = field(default_factory=PoisonConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.clients <= MAX_CLIENTS, f"clients must be from 1 to {MAX_CLIENTS}", self.clients)
@@ -234,8 +288,36 @@ class FederationConfig:
         _require(0 <= self.dropout < 1, "dropout must be in [0, 1) (at 1 no client ever replies)", self.dropout)
         _require(0 < self.deadline <= 1e6, "deadline must be in (0, 1e6] seconds (at 0 no client replies)", self.deadline)
         _require(self.secure_threshold >= 0, "secure_threshold must be >= 0 (0: a majority)", self.secure_threshold)
+        _require(self.secure_threshold <= self.sampled,
+                 f"secure_threshold must be at most the {self.sampled} clients sampled a round (more could never "
+                 f"all reply, so no round would finish)", self.secure_threshold)
         _require(all(1 <= r <= self.rounds for r in self.keep_views),
                  f"keep_views must list rounds from 1 to rounds ({self.rounds})", self.keep_views)
+        _require(0 <= self.attackers < 0.5, "attackers must be in [0, 0.5) (f >= n / 2 outvotes any aggregator)",
+                 self.attackers)
+        self._check_robust()
+
+    def _check_robust(self) -> None:
+        """The rules that bind the robust aggregators, for the n clients sampled a round and f assumed."""
+        n, f = self.sampled, self.byzantine
+        rule = {
+            "krum": (n > 2 * f + 2, f"krum needs n > 2f + 2: n = {n} sampled, f = {f}"),
+            "multikrum": (n > 2 * f + 2 and self.robust.select <= n - f,
+                          f"multikrum needs n > 2f + 2 and select <= n - f: n = {n} sampled, f = {f}"),
+            "bulyan": (n >= 4 * f + 3, f"bulyan needs n >= 4f + 3: n = {n} sampled, f = {f}"),
+            "trimmed_mean": (self.robust.trim >= f / n,
+                             f"trimmed_mean needs trim >= f / n = {f}/{n} (it must cut every attacker off)"),
+            "median": (2 * f < n, f"median breaks down at f >= n / 2: n = {n} sampled, f = {f}"),
+        }.get(self.strategy, (True, ""))
+        _require(rule[0], rule[1] + "; sample more clients, assume fewer attackers (robust.byzantine) "
+                 "or pick another strategy", self.strategy)
+
+    @property
+    def byzantine(self) -> int:
+        """f: the attackers a robust aggregator assumes among a round's sampled clients."""
+        if self.robust.byzantine is not None:
+            return self.robust.byzantine
+        return math.ceil(self.attackers * self.sampled - 1e-9) if self.attack != "none" else 0
 
     @property
     def sampled(self) -> int:
@@ -270,6 +352,14 @@ class Config:
         _require(self.attack.name not in ("imprint", "trap") or self.leak.server == self.attack.name,
                  f"attack.name {self.attack.name!r} reads a dishonest server's layer: set leak.server={self.attack.name}",
                  self.leak.server)
+        f, d = self.federation, self.defence
+        hidden = d.secure_aggregation or (d.dp.noise_multiplier > 0 and d.dp.level == "client")
+        _require(not (hidden and f.strategy in ROBUST),
+                 f"federation.strategy {f.strategy!r} needs each client's update, which secure aggregation (or "
+                 "client-level DP's noisy sum) hides from the server: turn one off", f.strategy)
+        _require(not (d.secure_aggregation and f.attack in ("alie", "ipm")),
+                 f"federation.attack {f.attack!r} has the attackers read the honest updates of their round, "
+                 "which secure aggregation hides: turn one off", f.attack)
 
 
 # -----------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 The client's partition and the lab's configuration come from its context, as Flower hands them to
 any ClientApp: `node_config["partition-id"]` (which share of the train sample this node holds)
 and `run_config["lab-config"]` (the experiment's JSON; "{}" means the defaults). The training
-itself is `task.local_update`: nothing here knows about attacks, clocks or the app.
+itself is `task.local_update`; a client the config makes an attacker poisons its data or its message
+(`poison`): nothing else here knows about attacks, clocks or the app.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..config import Config, from_json
 from ..models import create_model
+from .poison import poison_data, poison_message
 from .task import federated_data, local_update, round_generator
 
 __all__ = ["app", "lab_config", "architecture", "to_params", "to_arrays"]
@@ -71,7 +73,9 @@ def train(msg: Message, context: Context) -> Message:
     params = to_params(msg.content["arrays"])
     batch = data.client_batch(client, server_round, config.seed)
     generator = round_generator(config.seed, server_round, client)
-    delta = local_update(model, params, batch.images, batch.labels, config, generator, mu)
+    images, labels = poison_data(config, client, batch.images, batch.labels, server_round)  # attackers only
+    delta = local_update(model, params, images, labels, config, generator, mu)
+    delta = poison_message(config, client, delta, generator, server_round)  # attackers only
     weights = {name: params[name] - delta[name] for name in params}  # w_E = w_t - Delta_k
     metrics = MetricRecord({"num-examples": len(batch), "partition-id": client})
     return Message(content=RecordDict({"arrays": to_arrays(weights), "metrics": metrics}), reply_to=msg)

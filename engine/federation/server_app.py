@@ -20,6 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from ..config import Config
 from ..leakage import model_parameters
 from .client_app import architecture, lab_config, to_arrays, to_params
+from .poison import attack_success
 from .strategy import RoundOutcome, create_strategy
 from .task import evaluate, federated_data
 
@@ -32,10 +33,14 @@ def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> N
     """Flower's round loop (`Strategy.start`) with the lab's strategy and a central test each round."""
     data = federated_data(config)
     model = architecture(config, data.num_classes)
-    strategy = create_strategy(config)
+    strategy = create_strategy(config, data.num_classes)
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        loss, accuracy = evaluate(model, to_params(arrays), data.test_images, data.test_labels)
+        params = to_params(arrays)
+        loss, accuracy = evaluate(model, params, data.test_images, data.test_labels)
+        if server_round in strategy.outcomes:  # a backdoor's or label flip's success, None without one
+            strategy.outcomes[server_round].attack_success = attack_success(
+                model, params, data.test_images, data.test_labels, config)
         if report is not None:
             report(server_round, loss, accuracy, strategy.outcomes.get(server_round))
         return MetricRecord({"loss": loss, "accuracy": accuracy})

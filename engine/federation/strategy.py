@@ -20,6 +20,9 @@
     w_{t+1} = w_t - Delta
 
 With secure aggregation the kept view holds the aggregate only: the server never saw a reply.
+Robust aggregators (median, Krum, ..., `robust.py`) are LabStrategy over Flower's rules; poisoned
+clients (`poison.py`) act in the ClientApp, and the colluders who read the round's honest updates in
+`before_aggregation`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ..defences import SecureAggregationError, add_gaussian_noise, clip_update, 
 from ..defences.secure_aggregation import flatten, unflatten
 from ..leakage import Params
 from .client_app import to_arrays, to_params
+from .poison import check_poison, collude
 
 __all__ = ["Reply", "ServerView", "RoundOutcome", "create_strategy", "STRATEGIES"]
 
@@ -118,6 +122,7 @@ class LabStrategy:
                   {k: sent[k] - w for k, w in to_params(m.content["arrays"]).items()})
             for m in replies
         ]
+        updates = self.before_aggregation(server_round, sent, replies, updates)  # colluders (poison.py)
         d = self.lab.defence
         if d.secure_aggregation or (d.dp.noise_multiplier > 0 and d.dp.level == "client"):
             try:
@@ -137,6 +142,15 @@ class LabStrategy:
                 tuple(u.num_examples for u in updates), hidden,
             )
         return arrays, metrics
+
+    def before_aggregation(self, server_round: int, sent: Params, replies: list[Message], updates: list[Reply]) -> list[Reply]:
+        """The replies as the aggregator takes them: colluding attackers' updates replaced (ALIE, IPM)."""
+        self.global_params = sent  # w_t, for the robust rules that work on updates (robust.py)
+        crafted = collude(self.lab, [u.client for u in updates], [u.update for u in updates], server_round)
+        for message, update, new in zip(replies, updates, crafted):
+            if new is not update.update:
+                message.content["arrays"] = to_arrays({k: sent[k] - new[k] for k in sent})
+        return [Reply(u.client, u.num_examples, new) for u, new in zip(updates, crafted)]
 
     def _defended_mean(self, server_round: int, outcome: RoundOutcome, updates: list[Reply]) -> Params:
         """Eq. (2) and (3): the mean update by secure sum and/or with client-level DP."""
@@ -193,13 +207,17 @@ class LabFedProx(LabStrategy, FedProx):
 STRATEGIES = {"fedavg": LabFedAvg, "fedprox": LabFedProx}
 
 
-def create_strategy(config: Config) -> LabStrategy:
+def create_strategy(config: Config, num_classes: int = 10) -> LabStrategy:
     """The strategy `federation.strategy` names, sampling `federation.sampled` clients a round."""
+    from .robust import ROBUST_STRATEGIES, robust_options  # robust.py builds on LabStrategy
+
     f = config.federation
-    if f.strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {f.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    known = {**STRATEGIES, **ROBUST_STRATEGIES}
+    if f.strategy not in known:
+        raise ValueError(f"unknown strategy {f.strategy!r}; choose one of {', '.join(known)}")
+    check_poison(config, num_classes)
     kwargs = dict(fraction_train=f.fraction, fraction_evaluate=0.0, min_train_nodes=f.sampled,
                   min_evaluate_nodes=0, min_available_nodes=f.clients)
     if f.strategy == "fedprox":
         kwargs["proximal_mu"] = f.proximal_mu
-    return STRATEGIES[f.strategy](config, **kwargs)
+    return known[f.strategy](config, **kwargs, **robust_options(config))
