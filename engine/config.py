@@ -94,6 +94,8 @@ class LeakConfig:
     trap_scale: float = 1.5  # trap: how much the negative half of each row outweighs the positive
     disguise: bool = False  # imprint: dress the layer to pass the clients' checks (an adaptive server)
     vet: bool = False  # each client checks the model it received and refuses a suspicious one
+    round: int = 0  # 0: one round on a fresh model; r >= 1: round r of the `federation` run (engine/federation)
+    client: int = -1  # with round >= 1: the client whose reply is attacked; -1 = the round's aggregate
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local_steps must be >= 1", self.local_steps)
@@ -101,6 +103,8 @@ class LeakConfig:
         _require(self.local_batch_size >= 0, "local_batch_size must be >= 0", self.local_batch_size)
         _require(self.bins >= 1, "bins must be >= 1", self.bins)
         _require(self.trap_scale > 0, "trap_scale must be > 0", self.trap_scale)
+        _require(self.round >= 0, "round must be >= 0 (0: a fresh model, no federated run)", self.round)
+        _require(self.client >= -1, "client must be >= -1 (-1: the aggregate)", self.client)
         _require(not self.disguise or self.server == "imprint", "disguise needs server 'imprint'", self.disguise)
 
 
@@ -345,6 +349,8 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed must be >= 0", self.seed)
         _require(self.threads >= 1, "threads must be >= 1", self.threads)
+        _require(self.leak.round <= self.federation.rounds,
+                 f"leak.round must be at most federation.rounds ({self.federation.rounds})", self.leak.round)
         images = self.data.batch_size * self.data.clients
         _require(self.leak.server == "honest" or self.leak.bins >= images,
                  f"leak.bins must be at least the images in the round ({images}: data.batch_size x data.clients)",

@@ -105,6 +105,10 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
     """Clients draw their batches, the server builds (and optionally pre-trains) its model, and
     one round of FedSGD or FedAvg produces the leak, through the config's defence if it has one."""
     set_threads(config.threads)
+    if config.leak.round > 0:  # the server's view of one round of a federated run
+        from .federation.views import round_setup  # here: Flower loads only when a run is attacked
+
+        return round_setup(config)
     device = resolve_device(config.device)
     data = config.data
     if dataset is None:

@@ -85,6 +85,8 @@ PAGES = (
              "FedSGD and FedAvg side by side: what leaves a client, what the server sees."),
     PageInfo("leak", "pages/leak.py", "Pick a batch and leak it", ":material/water_drop:",
              "Choose images and clients, leak their averaged update, read the labels straight off it."),
+    PageInfo("federation", "pages/federation.py", "A real FL run", ":material/hub:",
+             "Many phones over many rounds on Flower: slow phones, dropouts, privacy spent; attack any round."),
     PageInfo("dlg", "pages/dlg.py", "DLG in four stages", ":material/search:",
              "Watch random noise turn into the private images, one stage at a time."),
     PageInfo("stronger", "pages/stronger.py", "Stronger attacks", ":material/bolt:",
@@ -291,7 +293,7 @@ def setup() -> Optional[Setup]:
 def client_messages(s: Setup, limit: int = 4) -> dict[str, dict[str, float]]:
     """Per-layer norms of what each of the first `limit` clients sends, and of the server's average."""
     channels, size = model_input_shape(s.config.data.dataset)
-    leak = s.config.leak
+    leak = s.leak  # its schedule: the config's, or a federated round's
     out = {}
     for k, batch in enumerate(s.clients[:limit]):
         images = to_model_input(batch.images, channels, size).to(s.device)
@@ -311,9 +313,10 @@ def describe(s: Setup) -> str:
     names = s.dataset.classes
     labels = ", ".join(names[int(y)] for y in s.labels[:12]) + (" ..." if n > 12 else "")
     clients = f"{len(s.clients)} clients" if len(s.clients) > 1 else "one client"
-    protocol = ("FedSGD (one gradient)" if cfg.leak.protocol == "fedsgd"
-                else f"FedAvg ({cfg.leak.local_steps} local steps)")
-    return (f"{n} {source} (label{plural} {labels}) held by {clients}, leaked through {protocol} "
+    protocol = ("FedSGD (one gradient)" if s.leak.protocol == "fedsgd"
+                else f"FedAvg ({s.leak.local_steps} local steps)")
+    when = f" in round {cfg.leak.round} of the federated run" if cfg.leak.round > 0 else ""
+    return (f"{n} {source} (label{plural} {labels}) held by {clients}, leaked through {protocol}{when} "
             f"to the {MODEL_NAMES[cfg.model.name]} model")
 
 

@@ -196,3 +196,26 @@ def jobs_side_by_side(setup, jobs: Sequence) -> None:
                 strip(frame.images, size=56)
             if job.error:
                 st.error(job.error)
+
+
+PHASES = {"download": "#9ecae1", "compute": "#3182bd", "upload": "#31a354", "dropped": "#bdbdbd"}
+
+
+def timeline(frame: pd.DataFrame, deadline: float, row: int = 20) -> None:
+    """One row per client of a federated round: its download, compute and upload as bars from `start`
+    to `end` seconds; dropped clients grey; stragglers faded; the round's deadline as a red rule.
+    `frame` has the columns client, phase, start, end, status."""
+    encoding = {
+        "y": {"field": "client", "type": "nominal", "sort": None, "title": None},
+        "x": {"field": "start", "type": "quantitative", "title": "seconds since the round began"},
+        "x2": {"field": "end"},
+        "color": {"field": "phase", "type": "nominal", "title": None, "legend": {"orient": "top"},
+                  "scale": {"domain": list(PHASES), "range": list(PHASES.values())}},
+        "opacity": {"condition": {"test": "datum.status === 'replied'", "value": 1.0}, "value": 0.35},
+        "tooltip": [{"field": "client", "type": "nominal"}, {"field": "status", "type": "nominal"},
+                    {"field": "phase", "type": "nominal"}, _tip("start"), _tip("end")],
+    }
+    bars_layer = {"mark": {"type": "bar"}, "encoding": encoding}
+    rule = {"data": {"values": [{}]}, "mark": {"type": "rule", "color": "#d62728", "strokeDash": [6, 3], "size": 2},
+            "encoding": {"x": {"datum": deadline, "type": "quantitative"}}}
+    _show(frame, {"layer": [bars_layer, rule], "height": {"step": row}})

@@ -37,6 +37,9 @@ STEPS = (
          "Press *Run to the end* (well under a minute). Averaging over a batch did not hide the images."),
     Step("dlg", "Two phones, averaged", ("data.batch_size=2", "data.clients=2", "attack.iterations=2000"),
          "The server only sees the average of two phones' updates. *Run to the end*."),
+    Step("federation", "A real FL run", ("federation.dropout=0.3", "federation.deadline=1.0"),
+         "Press *Run this federation*. In the timeline the slow phones miss the red deadline; then pick a phone's "
+         "update and press *Attack it with DLG*."),
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
     Step("prior", "A prior for 16 digits", (),

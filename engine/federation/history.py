@@ -73,6 +73,25 @@ class History:
     def rows(self) -> list[dict[str, object]]:
         return [r.row() for r in self.records]
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        """The History `to_dict` wrote (views are never written: rerun with keep_views to attack a round)."""
+        from ..config import Config, from_dict
+
+        def nan(value):  # JSON has no NaN: null stands for "no clock"
+            return float("nan") if value is None else value
+
+        records = []
+        for r in data["rounds"]:
+            timings = tuple(ClientTiming(**t) for t in r.get("timings", ()))
+            fields = {k: r[k] for k in CSV_COLUMNS if k in r}
+            fields["virtual_seconds"], fields["round_seconds"] = nan(r["virtual_seconds"]), nan(r["round_seconds"])
+            records.append(RoundRecord(**fields, clients=tuple(r.get("clients", ())),
+                                       kept=tuple(tuple(k) for k in r.get("kept", ())), timings=timings))
+        initial = data["initial"]
+        return cls(from_dict(Config, data["config"]), initial["accuracy"], initial["loss"], tuple(records),
+                   bool(data.get("stopped", False)))
+
     def to_dict(self) -> dict:
         return {
             "config": to_dict(self.config),

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..report import save_config
 from .history import CSV_COLUMNS, History
 
-__all__ = ["save_history", "curves_image"]
+__all__ = ["save_history", "curves_image", "json_safe"]
 
 PANEL_W, PANEL_H, MARGIN = 380, 240, 60
 BLUE, ORANGE, INK, GRID = (31, 119, 180), (255, 127, 14), (0, 0, 0), (220, 220, 220)
@@ -86,17 +86,17 @@ def save_history(out: str | Path, history: History) -> dict[str, Path]:
         writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
         writer.writerows(history.rows())
-    paths["history"].write_text(json.dumps(_json_safe(history.to_dict()), indent=1) + "\n")
+    paths["history"].write_text(json.dumps(json_safe(history.to_dict()), indent=1) + "\n")
     curves_image(history).save(paths["curves"])
     return paths
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN and infinity (no clock under Ray) become null: JSON has neither."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
