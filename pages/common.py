@@ -95,6 +95,9 @@ PAGES = (
              "Batches of 16-32: a generative model of digits searches 16 numbers per image instead of 784 pixels."),
     PageInfo("defences", "pages/defences.py", "Defences and their price", ":material/shield:",
              "Noise with its privacy budget, compression, secure aggregation: what stops the attack, at what price."),
+    PageInfo("dishonest", "pages/dishonest.py", "A dishonest server", ":material/gpp_bad:",
+             "A server that writes the model: 60 of 64 images exactly in one step, through secure aggregation; "
+             "what a phone can check."),
     PageInfo("experiment", "pages/experiment.py", "Your experiment", ":material/science:",
              "Download or load config.json, download results, share a link to any page."),
 )

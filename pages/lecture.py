@@ -44,6 +44,9 @@ STEPS = (
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
     Step("prior", "A prior for 16 digits", (),
          "Press *Race it against Inverting Gradients*: 16 digits, the same seconds. Then look at the spread map."),
+    Step("dishonest", "A dishonest server", (),
+         "Press *Run the round: 8 phones x 8 images*: secure aggregation on, and about 60 of 64 digits come back "
+         "exactly. Then turn on *Phones vet the model*."),
     Step("experiment", "Your turn", ("data.batch_size=2",),
          "Copy the link of any step for your students, or download config.json for the command line."),
 )

@@ -14,9 +14,14 @@ from .imprint import Readout, expected_exact, imprint_model, read_imprint
 from .ship import EXACT_DB, ModelRefused, public_images, serve, server_metrics
 from .trap import read_trap, trap_model
 from .vetting import CHECKS, Finding, Vetting, architecture, vet_model
+from .view import (
+    DishonestRound, client_verdicts, dishonest_round, front_parameters, layer_sizes, row_pictures, row_thresholds,
+)
 
 __all__ = [
     "MaliciousModel", "ServerPlan", "inserted_parameters", "imprint_model", "read_imprint", "expected_exact",
     "Readout", "trap_model", "read_trap", "disguise", "CHECKS", "Finding", "Vetting", "architecture", "vet_model",
     "ServerAttack", "create_server_attack", "ModelRefused", "public_images", "serve", "server_metrics", "EXACT_DB",
+    "DishonestRound", "dishonest_round", "client_verdicts", "row_pictures", "layer_sizes", "front_parameters",
+    "row_thresholds",
 ]

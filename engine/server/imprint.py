@@ -40,6 +40,7 @@ from .front import PARAMETER_BUDGET, FrontLayer, MaliciousModel, ServerPlan, ins
 __all__ = ["brightness", "bin_edges", "imprint_model", "read_imprint", "read_rows", "expected_exact", "Readout"]
 
 PROBE = 64  # public images the server runs through its model to choose the gain
+SIGNAL = 16.0  # the largest |g_j| over the probe after scaling: far from the secure sum's overflow (2^7 at 24 bits)
 
 
 def expected_exact(batch: int, bins: int) -> float:
@@ -54,12 +55,29 @@ def brightness(image_shape: tuple[int, int, int]) -> torch.Tensor:
 
 
 def bin_edges(public: torch.Tensor, bins: int) -> torch.Tensor:
-    """t_0 .. t_{k-1} of Eq. (4) from the attacker's public images (M, C, H, W): the 1/k quantiles of
-    their mean brightness; t_0 lies below every image so that the first bin has no lower end."""
+    """t_0 .. t_{k-1} of Eq. (4) from the attacker's public images (M, C, H, W): the i/k quantiles of
+    their mean brightness, smoothed. The empirical quantiles of M images cannot resolve more than
+    about M bins (two victims between the same two public images share a bin far more often than
+    1/k), so the measurement's distribution is estimated with a Gaussian kernel density of
+    Silverman's bandwidth h = 1.06 sigma M^(-1/5), and its CDF inverted at the levels i/k:
+
+        F(t) = (1/M) sum_j Phi((t - m_j) / h),   t_i = F^{-1}(i / k)                # Eq. (4b)
+
+    t_0 lies below every image so that the first bin has no lower end."""
     m = public.flatten(1).double().mean(1)  # (M,)
+    h = max(1.06 * float(m.std()) * len(m) ** -0.2, 1e-6)
+    grid = torch.linspace(float(m.min()) - 4 * h, float(m.max()) + 4 * h, 20001, dtype=torch.float64)  # (G,)
+    cdf = torch.special.ndtr((grid[:, None] - m[None, :]) / h).mean(1)  # Eq. (4b), (G,)
     levels = torch.arange(1, bins, dtype=torch.float64) / bins
-    inner = torch.quantile(m, levels)  # (k - 1,)
+    inner = _interpolate(levels, cdf, grid)  # (k - 1,)
     return torch.cat([torch.tensor([-1.0], dtype=torch.float64), inner]).float()  # (k,)
+
+
+def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of (xp, fp) at x, xp rising (numpy's interp)."""
+    i = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    return f0 + (f1 - f0) * (x - x0) / (x1 - x0).clamp_min(1e-300)
 
 
 def _check(victim: nn.Module, public: torch.Tensor, rows: int, batch: int) -> None:
@@ -93,9 +111,10 @@ def per_image_signal(model: MaliciousModel, images: torch.Tensor, labels: torch.
 
 def gain(model: MaliciousModel, public: torch.Tensor, seed: int = 0) -> float:
     """The largest |g_j| over a few public images (with labels drawn at random: the server has
-    none): the rows and biases are multiplied by it, the second layer divided, so that x' stays the
-    same and every row's gradient is of order 1. Gradients of that size keep their digits through
-    secure aggregation's fixed point (2^-24 steps), and stay far below its overflow."""
+    none). The rows and biases are then scaled by SIGNAL / gain and the second layer by its inverse,
+    so that x' stays the same and the largest row gradient is about SIGNAL: large enough to keep its
+    digits through secure aggregation's fixed point (steps of 2^-24), far enough below its overflow
+    (2^7 at 24 fractional bits)."""
     probe = public[:PROBE]
     classes = int(model.victim(model.front(probe[:1])).shape[1])
     labels = torch.randint(classes, (len(probe),), generator=torch.Generator().manual_seed(seed)).to(probe.device)
@@ -120,7 +139,7 @@ def imprint_model(
     edges = bin_edges(public.cpu(), bins).to(device)
     model = MaliciousModel(front, victim, ServerPlan("imprint", torch.arange(bins), torch.ones(bins), edges))
     for a in (1.0, None):  # set the layer at gain 1, measure the gain, set it again
-        a = 1.0 / gain(model, public) if a is None else a
+        a = SIGNAL / gain(model, public) if a is None else a
         with torch.no_grad():
             front.rows.weight.copy_(brightness(shape).to(device).expand(bins, -1) / a)  # Eq. (4), scaled by 1/a
             front.rows.bias.copy_(-edges / a)

@@ -22,7 +22,7 @@ from .disguise import disguise
 from .front import MaliciousModel, inserted_parameters
 from .imprint import expected_exact, imprint_model
 from .trap import trap_model
-from .vetting import Shapes, Vetting, architecture, vet_model
+from .vetting import Shapes, Vetting, architecture, vet_clients
 
 __all__ = ["ModelRefused", "public_images", "malicious_model", "serve", "server_metrics", "EXACT_DB"]
 
@@ -73,9 +73,9 @@ def promise(config: Config, victim: nn.Module, shipped: nn.Module) -> Shapes:
     return architecture(shipped if config.leak.disguise else victim)
 
 
-def vet_clients(shipped: nn.Module, promised: Shapes, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[Vetting]:
+def refuse_or_accept(shipped: nn.Module, promised: Shapes, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[Vetting]:
     """Every client's verdict, each on its own images; ModelRefused names the first refusal."""
-    verdicts = [vet_model(shipped, promised, images) for images, _ in batches]
+    verdicts = vet_clients(shipped, promised, [images for images, _ in batches])
     refused = [k for k, v in enumerate(verdicts) if v.refused]
     if refused:
         first = verdicts[refused[0]]
@@ -97,7 +97,7 @@ def serve(
         public = public_images(config, dataset, clients)
     shipped = victim if public is None else malicious_model(config, victim, public)
     if config.leak.vet:
-        vet_clients(shipped, promise(config, victim, shipped), batches)
+        refuse_or_accept(shipped, promise(config, victim, shipped), batches)
     return shipped
 
 

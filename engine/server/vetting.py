@@ -27,7 +27,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ["CHECKS", "Finding", "Vetting", "architecture", "vet_model"]
+__all__ = ["CHECKS", "Finding", "Vetting", "architecture", "vet_model", "vet_clients"]
 
 CHECKS = ("architecture", "identical_rows", "sorted_biases", "rarely_active")
 PARALLEL = 0.95  # |cos| above which two rows count as the same measurement
@@ -168,3 +168,17 @@ def vet_model(
     if "rarely_active" in checks:
         findings += check_rarely_active(received, images.to(device))
     return Vetting(tuple(findings), tuple(checks))
+
+
+def vet_clients(
+    received: nn.Module, promised: Union[nn.Module, Shapes], client_images: Sequence[torch.Tensor],
+    checks: Sequence[str] = CHECKS,
+) -> list[Vetting]:
+    """Every client's verdict on the same model, each with its own images; the checks on the weights
+    alone give every client the same answer and run once."""
+    on_weights = [c for c in checks if c != "rarely_active"]
+    shared = vet_model(received, promised, client_images[0], on_weights).findings
+    if "rarely_active" not in checks:
+        return [Vetting(shared, tuple(checks)) for _ in client_images]
+    device = next(received.parameters()).device
+    return [Vetting(shared + tuple(check_rarely_active(received, x.to(device))), tuple(checks)) for x in client_images]
