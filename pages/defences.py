@@ -92,9 +92,10 @@ def knobs() -> None:
     numbers = common.attempt(defence_metrics, defended_cfg, setup.leak.update, len(setup.dataset)) or {}
     m1, m2, m3, m4 = st.columns(4)
     eps = numbers.get("epsilon")
-    m1.metric("Privacy budget epsilon", "none (no noise)" if eps is None else f"{eps:.3g}",
+    m1.metric("Privacy budget epsilon", "∞" if eps is None else f"{eps:.3g}",
+              delta="no noise, no guarantee" if eps is None else None, delta_color="off", delta_arrow="off",
               help="Opacus's RDP accountant for this one round, at the delta below. Smaller is more private; "
-                   "above about 10 the guarantee says little.")
+                   "above about 10 the guarantee says little; without noise there is no bound at all (infinite).")
     m2.metric("delta", f"{defended_cfg.defence.dp.delta:g}")
     ratio = numbers.get("compression_ratio")
     m3.metric("Compression ratio", "1x (none)" if ratio is None else f"{ratio:.1f}x",
