@@ -53,6 +53,21 @@ def test_home_shows_story_and_lecture_mode_opens_a_step():
     assert metric(at, "Unknowns (pixels and labels)") == f"{4 * 785:,}"  # that step's preset: 4 images
 
 
+def test_lecture_step_on_the_defences_page_does_what_it_says():
+    from pages.lecture import STEPS
+
+    index = next(i for i, s in enumerate(STEPS) if s.page == "defences")
+    assert STEPS[index - 1].page == "prior"  # after the prior, as the pages run
+    at = open_page("pages/home.py")
+    at.button(key=f"home.lecture.{index}").click().run()
+    assert not at.exception and at.title[0].value == "Defences and their price"
+    assert any(f"Lecture, step {index + 1}" in m.value for m in at.sidebar.markdown)
+    assert metric(at, "Privacy budget epsilon") == "∞"
+    at = open_page("pages/defences.py", **dict(s.split("=") for s in STEPS[index].settings))  # the step's link
+    at.select_slider(key="def.sigma").set_value(1.0).run()  # the instruction: sigma to 1, epsilon 0.67
+    assert metric(at, "Privacy budget epsilon") == "0.671" and "0.67" in STEPS[index].instruction
+
+
 def test_pages_hide_the_imports_from_the_garbage_collector():
     """Streamlit runs a full gc.collect() after every run; the pages freeze the objects the imports made
     (torch and the rest, hundreds of thousands), so that collection stays short."""
