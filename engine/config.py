@@ -70,6 +70,9 @@ class DataConfig:
             _require(ok, f"{key} must be null or a non-empty list of numbers >= 0", chosen)
 
 
+MAX_LR = 1e3  # SGD learning rates (model training, FedAvg's local steps): torch's SGD overflows far above
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: Literal["lenet", "convnet", "mlp", "resnet"] = "lenet"
@@ -80,7 +83,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.width >= 0, "width must be >= 0", self.width)
         _require(self.train_steps >= 0, "train_steps must be >= 0", self.train_steps)
-        _require(self.train_lr > 0, "train_lr must be > 0", self.train_lr)
+        _require(0 < self.train_lr <= MAX_LR, f"train_lr must be in (0, {MAX_LR:g}] (SGD diverges long before)",
+                 self.train_lr)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,8 @@ class LeakConfig:
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local_steps must be >= 1", self.local_steps)
-        _require(self.local_lr > 0, "local_lr must be > 0", self.local_lr)
+        _require(0 < self.local_lr <= MAX_LR, f"local_lr must be in (0, {MAX_LR:g}] (SGD diverges long before)",
+                 self.local_lr)
         _require(self.local_batch_size >= 0, "local_batch_size must be >= 0", self.local_batch_size)
         _require(self.bins >= 1, "bins must be >= 1", self.bins)
         _require(self.trap_scale > 0, "trap_scale must be > 0", self.trap_scale)
@@ -129,7 +134,8 @@ class AttackConfig:
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "iterations must be >= 1", self.iterations)
         _require(self.refine is None or self.refine >= 0, "refine must be null or >= 0", self.refine)
-        _require(self.sigma_g is None or self.sigma_g > 0, "sigma_g must be null or > 0", self.sigma_g)
+        _require(self.sigma_g is None or 0 < self.sigma_g <= 1e3, "sigma_g must be null or in (0, 1e3] (the prior's "
+                 "weight sigma_g^2 / 2 would drown any gradient distance, then overflow)", self.sigma_g)
         _require(self.name not in ("vae_prior", "diffusion_prior") or self.labels != "joint",
                  f"labels must be 'true' or 'recovered' for {self.name} (it draws images, not label logits)", self.labels)
         _require(self.sampler_steps is None or self.sampler_steps >= 1, "sampler_steps must be null or >= 1",
@@ -140,9 +146,14 @@ class AttackConfig:
                  f"init is for the pixel attacks (dlg, idlg, ig); {self.name} starts from its prior", self.init)
         _require(self.init != "class_mean" or (self.auxiliary > 0 and self.labels != "joint"),
                  "init 'class_mean' needs auxiliary > 0 and labels 'true' or 'recovered'", self.init)
-        _require(self.lr is None or self.lr > 0, "lr must be null or > 0", self.lr)
+        _require(self.lr is None or 0 < self.lr <= 1e9, "lr must be null or in (0, 1e9] (a step of 1e6 already "
+                 "diverges; torch's optimisers cannot hold much larger ones)", self.lr)
         _require(self.tv is None or self.tv >= 0, "tv must be null or >= 0", self.tv)
         _require(self.time_limit >= 0, "time_limit must be >= 0", self.time_limit)
+
+
+MIN_NOISE, MAX_NOISE = 1e-8, 1e6  # sigma; Opacus's RDP accountant divides by sigma^2 and squares it
+MAX_CLIP = 1e6  # C (or S)
 
 
 @dataclass(frozen=True)
@@ -153,8 +164,13 @@ class DPConfig:
     delta: float = 1e-5  # the delta of (epsilon, delta)-DP that epsilon is reported for
 
     def __post_init__(self) -> None:
-        _require(self.noise_multiplier >= 0, "noise_multiplier must be >= 0", self.noise_multiplier)
-        _require(self.clip > 0, "clip must be > 0", self.clip)
+        sigma = self.noise_multiplier
+        _require(sigma == 0 or MIN_NOISE <= sigma <= MAX_NOISE,
+                 f"noise_multiplier must be 0 (no noise) or from {MIN_NOISE:g} to {MAX_NOISE:g}: below, the noise "
+                 "hides nothing (epsilon over 1e15), above, the update is long drowned (epsilon at Opacus's floor), "
+                 "and outside both the accountant's arithmetic overflows", sigma)
+        _require(0 < self.clip <= MAX_CLIP, f"clip must be in (0, {MAX_CLIP:g}] (no update's norm comes near; "
+                 "the noise sigma * C must stay a finite float32)", self.clip)
         _require(0 < self.delta < 1, "delta must be in (0, 1)", self.delta)
 
 

@@ -158,8 +158,12 @@ def estimate_counts(
 
 
 def round_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
-    """Integer counts summing to `total`: clip at 0, floor, hand the rest out by largest remainder."""
-    clipped = estimate.clamp(min=0)
+    """Integer counts summing to `total`: clip at 0, floor, hand the rest out by largest remainder.
+    An estimate ten times above `total` (a drowned update: counts of 1e12) is first scaled down to
+    `total`, so that the loop below takes at most 10 (total + K) steps, not 1e12."""
+    clipped = estimate.nan_to_num(nan=0.0, posinf=float(total)).clamp(min=0)
+    if float(clipped.sum()) > 10 * (total + len(clipped)):
+        clipped = clipped * (total / float(clipped.sum()))
     counts = clipped.floor().long()
     missing = total - int(counts.sum())
     if missing > 0:

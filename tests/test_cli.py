@@ -88,6 +88,7 @@ def test_run_reads_a_config_file(tmp_path, capsys):
         (["--set", "data.indices=" + "[" * 5000 + "]" * 5000], ["nested too deeply"]),
         (["--set", "data.alpha=1" + "0" * 400], ["data.alpha", "expected float"]),  # past the largest float
         (["--set", "data.batch_size=1" + "0" * 5000], ["more than 4300 digits"]),
+        (["--set", "defence.dp.noise_multiplier=1e308"], ["defence.dp.noise_multiplier", "1e+06"]),  # no OverflowError
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):

@@ -239,6 +239,10 @@ def test_override_wrong_type_rejected() -> None:
         ("attack.iterations=0", "attack.iterations"),
         ("attack.restarts=0", "attack.restarts"),
         ("attack.lr=0", "attack.lr"),
+        ("attack.lr=1e308", "attack.lr"),  # torch's Adam cannot hold it
+        ("attack.sigma_g=1e308", "attack.sigma_g"),  # sigma_g^2 overflows
+        ("model.train_lr=1e308", "model.train_lr"),  # torch's SGD cannot hold it
+        ("leak.local_lr=1e308", "leak.local_lr"),
         ("attack.tv=-1", "attack.tv"),
         ("attack.time_limit=-1", "attack.time_limit"),
         ("threads=0", "threads"),

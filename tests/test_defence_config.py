@@ -50,6 +50,9 @@ def test_defence_section_round_trips_and_defaults_to_no_defence():
     ("defence.compression.bits=32", "defence.compression.bits"),
     ("defence.secure_aggregation=maybe", "defence.secure_aggregation"),
     ("defence.noise=1", "defence.noise"),
+    ("defence.dp.noise_multiplier=1e308", "defence.dp.noise_multiplier"),  # Opacus's accountant overflowed
+    ("defence.dp.noise_multiplier=1e-300", "defence.dp.noise_multiplier"),  # ...or divided by zero
+    ("defence.dp.clip=1e308", "defence.dp.clip"),  # the noise sigma * C became inf
 ])
 def test_bad_defence_values_are_rejected_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -46,6 +46,12 @@ def test_accountant_golden_values(accountant, golden) -> None:
     assert epsilon(1.0, 0.01, 1000, 1e-5, accountant) == pytest.approx(golden, abs=0.02)
 
 
+@pytest.mark.parametrize("sigma", [1e200, 1e-300])
+def test_epsilon_of_a_sigma_past_float_range_is_a_value_error(sigma: float) -> None:
+    with pytest.raises(ValueError, match="beyond what the accountant can compute"):  # not OverflowError
+        epsilon(sigma, 0.01, 1, 1e-5)
+
+
 def test_more_noise_spends_less_epsilon_and_more_steps_more() -> None:
     assert epsilon(2.0, 0.01, 1000, 1e-5) < epsilon(1.0, 0.01, 1000, 1e-5) < epsilon(1.0, 0.01, 2000, 1e-5)
 
@@ -206,6 +212,11 @@ def test_top_k_of_a_few_entries_codes_positions_as_indices() -> None:
     sparse, ratio = top_k(update, 0.01)  # 11 kept: 11 * (32 + 10) bits < 32 * 11 + 1024
     assert nonzero(sparse) == 11 and float(sparse["w"][-11:].min()) == 1014.0
     assert ratio == pytest.approx(32 * 1024 / (11 * 42))
+
+
+def test_top_k_of_a_vanishing_fraction_still_sends_one_entry() -> None:
+    sparse, ratio = top_k({"w": torch.arange(1.0, 1025.0)}, 5e-324)  # rounded to none, it divided by zero
+    assert nonzero(sparse) == 1 and float(sparse["w"][-1]) == 1024.0 and ratio == pytest.approx(32 * 1024 / 42)
 
 
 def test_pruning_zeroes_the_smallest_fraction(one_digit) -> None:

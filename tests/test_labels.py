@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.data import load_dataset, select_batch
-from engine.labels import counts_to_labels, idlg_label, label_candidates, recover_labels
+from engine.labels import counts_to_labels, idlg_label, label_candidates, recover_labels, round_counts
 from engine.leakage import leak_update
 from engine.metrics import label_accuracy
 from engine.models import create_model
@@ -87,3 +87,10 @@ def test_auxiliary_images_missing_a_class_are_refused(mnist, auxiliary) -> None:
     keep = labels != 3
     with pytest.raises(ValueError, match=r"no image of class\(es\) \[3\]"):
         recover_labels(leak, auxiliary=(images[keep], labels[keep]))
+
+
+def test_round_counts_of_a_drowned_estimate_sum_to_n_at_once():
+    # DP noise of 1e12 gives counts of 1e12: rounding must not take one step per surplus image
+    counts = round_counts(torch.tensor([1e12, 3e11, 0.2, float("nan"), float("inf")]), 8)
+    assert int(counts.sum()) == 8 and bool((counts >= 0).all())
+    assert counts[0] >= counts[1] >= counts[2]  # the largest estimates keep the most images

@@ -44,7 +44,11 @@ def epsilon(
         raise ValueError(f"noise_multiplier sigma must be > 0 (no noise means no privacy), got {noise_multiplier}")
     tracker = ACCOUNTANTS[accountant]()
     tracker.history = [(float(noise_multiplier), float(sample_rate), int(steps))]  # Opacus's compressed history
-    return float(tracker.get_epsilon(delta=delta))
+    try:
+        return float(tracker.get_epsilon(delta=delta))
+    except (OverflowError, ZeroDivisionError):  # sigma^2 past the largest float, or below the smallest
+        raise ValueError(f"noise_multiplier sigma = {noise_multiplier:g} is beyond what the accountant can compute "
+                         "(it squares sigma and divides by it); use one from 1e-8 to 1e6") from None
 
 
 def noise_for_epsilon(

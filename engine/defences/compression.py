@@ -55,10 +55,10 @@ def _sparsify(update: Params, keep: dict[str, int]) -> tuple[Params, float]:
 def top_k(update: Params, fraction: float) -> tuple[Params, float]:
     """Send only the ceil(fraction * n) largest-magnitude entries of each tensor; the rest are zero.
 
-    (fraction * n is nudged by 1e-9 before rounding, so 0.1 * 5880 keeps 588, not 589.)"""
+    (fraction * n is nudged by 1e-9 before rounding, so 0.1 * 5880 keeps 588, not 589; at least one is kept.)"""
     if not 0 < fraction <= 1:
         raise ValueError(f"top_k fraction (of entries kept) must be in (0, 1], got {fraction}")
-    return _sparsify(update, {name: math.ceil(fraction * u.numel() - 1e-9) for name, u in update.items()})
+    return _sparsify(update, {name: max(1, math.ceil(fraction * u.numel() - 1e-9)) for name, u in update.items()})
 
 
 def prune_gradient(update: Params, fraction: float) -> tuple[Params, float]:
