@@ -157,8 +157,8 @@ this card.
 ## What it draws
 - Samples (50 DDIM steps from pure noise, seed {seed}): `assets/priors/{name}_diffusion_samples.png`.
 - Nearest fitted image, RMS pixel distance (mean over 64): samples {sample_nearest:.4f}; held-out images
-  {heldout_nearest:.4f}; uniform noise {noise_nearest:.4f}. Samples as near their nearest training image as real
-  unseen images are look like the data set without being copies of it.
+  {heldout_nearest:.4f}; uniform noise {noise_nearest:.4f}. The nearer the samples' figure comes to the
+  held-out images', the more they look like the data set (copies of training images would fall far below it).
 
 ## Held-out figures (500 of the {heldout_images} held-out images)
 Noise each image to step t (Eq. 1), then denoise by 20 DDIM steps: the PSNR says how much of an unseen image
@@ -217,11 +217,19 @@ def train_prior(name: str, args: argparse.Namespace, command: str) -> dict:
     save_diffusion(path, ema, card, name)
     save_grid(samples, args.out / f"{name}_diffusion_samples.png")
     card["size_mb"] = path.stat().st_size / 1e6
-    (args.out / f"{name}_diffusion.md").write_text(CARD.format(
-        source=SOURCES[name], holdout=HOLDOUT, torch=torch.__version__, base2=2 * recipe.base,
-        kind="digits" if name == "mnist" else "garments", **card,
-    ))
+    write_card(args.out, card)
     return card
+
+
+def write_card(out: Path, card: dict) -> Path:
+    """Write ``<out>/<name>_diffusion.md`` from the card's numbers (also stored in the weights file)."""
+    recipe = Recipe()
+    path = out / f"{card['name']}_diffusion.md"
+    path.write_text(CARD.format(
+        source=SOURCES[card["name"]], holdout=HOLDOUT, torch=torch.__version__, base2=2 * recipe.base,
+        kind="digits" if card["name"] == "mnist" else "garments", **card,
+    ))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
