@@ -175,7 +175,7 @@ else:
     p1, p2 = st.columns([2, 1])
     n = p1.slider("Phones", 3, 5, 3, key="def.sa_clients")
     drop = p2.checkbox(f"Phone {n} drops out after sharing its keys", key="def.sa_drop")
-    sa_cfg = common.attempt(with_overrides, base, [f"data.clients={n}"])
+    sa_cfg = common.attempt(with_overrides, base, [f"data.clients={n}", "leak.round=0"])
     cached = st.session_state.get(SA_WALK)
     if sa_cfg is not None and (cached is None or cached[0] != (sa_cfg, drop)):
         sa_setup = common.attempt(common.setup_for, sa_cfg)

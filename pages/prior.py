@@ -356,7 +356,7 @@ w1, _ = st.columns([1, 2])
 with w1:
     wrong_set = knob(st.radio, "Private images", "set", "fashion_mnist", options=list(WRONG_SETS),
                      format_func=WRONG_SETS.get, horizontal=True)
-wrong_base = with_overrides(run_cfg, [f"data.dataset={wrong_set}", "data.classes=null", "data.batch_size=8",
+wrong_base = with_overrides(run_cfg, [f"data.dataset={wrong_set}", "data.classes=null", "data.batch_size=8", "leak.round=0",
                                       f"attack.time_limit={min(float(seconds), 15.0)}", "attack.prior=mnist",
                                       "attack.restarts=1", f"attack.sigma_g={SIGMA}"])
 others = [("Fashion-MNIST prior (right)", with_overrides(wrong_base, ["attack.prior=fashion_mnist"]))] \

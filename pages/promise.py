@@ -39,9 +39,9 @@ with c4:
     common.setting(st.select_slider, "FedAvg learning rate", "leak.local_lr", options=[0.01, 0.05, 0.1, 0.2, 0.5])
 cfg = common.config()
 
-sgd = common.attempt(common.setup_for, dataclasses.replace(cfg, leak=dataclasses.replace(cfg.leak, protocol="fedsgd")),
+sgd = common.attempt(common.setup_for, dataclasses.replace(cfg, leak=dataclasses.replace(cfg.leak, protocol="fedsgd", round=0)),
                      common.uploads())
-avg = common.attempt(common.setup_for, dataclasses.replace(cfg, leak=dataclasses.replace(cfg.leak, protocol="fedavg")),
+avg = common.attempt(common.setup_for, dataclasses.replace(cfg, leak=dataclasses.replace(cfg.leak, protocol="fedavg", round=0)),
                      common.uploads())
 if sgd is None or avg is None:
     st.stop()

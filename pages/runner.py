@@ -219,7 +219,7 @@ def race_jobs(cfg: Config, setup: Setup, dlg_iterations: int, ig_iterations: int
 
 def sweep_config(cfg: Config, size: int, seconds: float) -> Config:
     """The config of one point of the batch-size sweep: one client, DLG, a time limit."""
-    return with_overrides(cfg, [f"data.batch_size={size}", "data.clients=1", "attack.name=dlg",
+    return with_overrides(cfg, [f"data.batch_size={size}", "data.clients=1", "leak.round=0", "attack.name=dlg",
                                 "attack.iterations=5000", f"attack.time_limit={seconds}"])
 
 

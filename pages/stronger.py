@@ -52,7 +52,8 @@ def label_table(config_json: str) -> pd.DataFrame:
     for size in (1, 8, 16, 32, 64):
         blind, informed = [], []
         for seed in range(10):
-            s = common.setup_for(with_overrides(base, [f"data.batch_size={size}", "data.clients=1", f"seed={seed}"]))
+            s = common.setup_for(with_overrides(base, [f"data.batch_size={size}", "data.clients=1", f"seed={seed}",
+                                                       "leak.round=0"]))  # fresh batches, not a federated round
             truth = sorted(s.labels.tolist())
             blind.append(recover_labels(s.leak).tolist() == truth)
             if auxiliary is not None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from functools import lru_cache
 
 import torch
 
-from ..config import Config
+from ..config import AttackConfig, Config, LeakConfig
 from ..experiment import Setup, model_input_shape
 from ..leakage import Leak
 from .client_app import architecture
@@ -34,11 +35,18 @@ __all__ = ["server_view", "view_leak", "round_setup"]
 
 
 def server_view(config: Config, server_round: int) -> ServerView:
-    """Replay the run up to `server_round` and return what the server saw in it."""
+    """Replay the run up to `server_round` and return what the server saw in it (the last few replays
+    are kept: the attack's own settings do not change the run)."""
     f = config.federation
     if not 1 <= server_round <= f.rounds:
         raise ValueError(f"leak.round must be from 1 to federation.rounds ({f.rounds}), got {server_round}")
-    replay = replace(config, federation=replace(f, rounds=server_round, keep_views=(server_round,), backend="inprocess"))
+    replay = replace(config, federation=replace(f, rounds=server_round, keep_views=(server_round,), backend="inprocess"),
+                     leak=LeakConfig(), attack=AttackConfig())
+    return _replay(replay, server_round)
+
+
+@lru_cache(maxsize=4)
+def _replay(replay: Config, server_round: int) -> ServerView:
     last = None
     for last in simulate(replay):
         pass
@@ -71,8 +79,9 @@ def view_leak(view: ServerView, config: Config, client: int = -1) -> Leak:
             f"the round's clients ran different local schedules ({sorted(steps)} steps): an attack on the "
             f"aggregate needs one; attack one client's reply instead (leak.client = one of {list(view.clients)})"
         )
-    return Leak("fedavg", model, dict(view.params), (channels, size, size), update, tuple(sizes),
-                steps.pop(), f.lr, batches.pop())
+    fresh = {k: v.clone() for k, v in view.params.items()}  # the replayed view is cached: hand out copies
+    return Leak("fedavg", model, fresh, (channels, size, size), {k: v.clone() for k, v in update.items()},
+                tuple(sizes), steps.pop(), f.lr, batches.pop())
 
 
 def round_setup(config: Config) -> Setup:
