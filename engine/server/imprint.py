@@ -40,6 +40,7 @@ from .front import PARAMETER_BUDGET, FrontLayer, MaliciousModel, ServerPlan, ins
 __all__ = ["brightness", "bin_edges", "imprint_model", "read_imprint", "read_rows", "expected_exact", "Readout"]
 
 PROBE = 64  # public images the server runs through its model to choose the gain
+EMPTY = 1e-4  # a bin difference below this share of the largest is float rounding (1e-5 at most), not an image
 SIGNAL = 16.0  # the largest |g_j| over the probe after scaling: far from the secure sum's overflow (2^7 at 24 bits)
 
 
@@ -66,7 +67,7 @@ def bin_edges(public: torch.Tensor, bins: int) -> torch.Tensor:
     t_0 lies below every image so that the first bin has no lower end."""
     m = public.flatten(1).double().mean(1)  # (M,)
     h = max(1.06 * float(m.std()) * len(m) ** -0.2, 1e-6)
-    grid = torch.linspace(float(m.min()) - 4 * h, float(m.max()) + 4 * h, 20001, dtype=torch.float64)  # (G,)
+    grid = torch.linspace(float(m.min()) - 4 * h, float(m.max()) + 4 * h, 1001, dtype=torch.float64)  # (G,): steps of about h / 20
     cdf = torch.special.ndtr((grid[:, None] - m[None, :]) / h).mean(1)  # Eq. (4b), (G,)
     levels = torch.arange(1, bins, dtype=torch.float64) / bins
     inner = _interpolate(levels, cdf, grid)  # (k - 1,)
@@ -161,11 +162,14 @@ class Readout:
         return len(self.rows)
 
 
-def read_rows(weight_grad: torch.Tensor, bias_grad: torch.Tensor, image_shape: tuple[int, ...]) -> tuple:
-    """Eq. (3) row by row: x = dL/dW_i / dL/db_i for every row whose bias gradient is not (numerically) zero.
-    Returns (images (R, C, H, W), rows (R,), strength (R,))."""
+def read_rows(
+    weight_grad: torch.Tensor, bias_grad: torch.Tensor, image_shape: tuple[int, ...], floor: float = 1e-6
+) -> tuple:
+    """Eq. (3) row by row: x = dL/dW_i / dL/db_i for every row whose bias gradient is above `floor`
+    times the largest (below it: rounding, not an image). Returns (images (R, C, H, W), rows (R,),
+    strength (R,))."""
     strength = bias_grad.abs()  # (k,)
-    floor = 1e-6 * float(strength.max()) if strength.numel() else 0.0
+    floor = floor * float(strength.max()) if strength.numel() else 0.0
     rows = torch.nonzero(strength > floor).flatten()
     images = weight_grad[rows] / bias_grad[rows, None]  # (R, N)
     order = torch.argsort(strength[rows], descending=True)
@@ -184,5 +188,5 @@ def read_imprint(leak: Leak) -> Readout:
     g_b = leak.update["front.rows.bias"][plan.order] * scale  # (k,)
     d_w = g_w - torch.cat([g_w[1:], torch.zeros_like(g_w[:1])])  # Eq. (5)
     d_b = g_b - torch.cat([g_b[1:], torch.zeros_like(g_b[:1])])  # Eq. (6)
-    images, bins, strength = read_rows(d_w, d_b, leak.image_shape)
+    images, bins, strength = read_rows(d_w, d_b, leak.image_shape, floor=EMPTY)
     return Readout(images.clamp(0, 1), bins, strength, plan.bins)
