@@ -45,6 +45,9 @@ def _require(ok: bool, rule: str, value: Any) -> None:
 # sections
 
 
+MAX_IMAGES = 1024  # images per client batch, and clients: more than any bundled set holds (500)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal["mnist", "fashion_mnist", "lfw_faces", "cifar10"] = "mnist"
@@ -61,16 +64,24 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size must be >= 1", self.batch_size)
+        _require(self.batch_size <= MAX_IMAGES, f"batch_size must be at most {MAX_IMAGES} (the attack solves for "
+                 "every image at once: a batch of 500 already takes seconds per iteration)", self.batch_size)
         _require(self.clients >= 1, "clients must be >= 1", self.clients)
+        _require(self.clients <= MAX_IMAGES, f"clients must be at most {MAX_IMAGES} (each needs its own images; "
+                 "the attack solves for all of them at once)", self.clients)
         _require(self.alpha > 0, "alpha must be > 0", self.alpha)
         _require(self.shards_per_client >= 1, "shards_per_client must be >= 1", self.shards_per_client)
         for key in ("indices", "classes"):
             chosen = getattr(self, key)
-            ok = chosen is None or (len(chosen) > 0 and min(chosen) >= 0)
-            _require(ok, f"{key} must be null or a non-empty list of numbers >= 0", chosen)
+            ok = chosen is None or (len(chosen) > 0 and min(chosen) >= 0 and max(chosen) < 2**31)
+            _require(ok, f"{key} must be null or a non-empty list of numbers from 0 to 2^31 - 1", chosen)
 
 
 MAX_LR = 1e3  # SGD learning rates (model training, FedAvg's local steps): torch's SGD overflows far above
+MAX_WIDTH = {"lenet": 256, "convnet": 256, "mlp": 4096, "resnet": 128}  # ~3M, 6M, 20M, 5M parameters
+MAX_TRAIN_STEPS = 2000  # model training before the leak shows no progress: about a minute of LeNet on a CPU
+MAX_LOCAL_STEPS = 100  # FedAvg's E: every attack iteration differentiates through all E local steps
+MAX_ITERATIONS = 1_000_000  # attack steps: hours of DLG; with time_limit, a cap that is never met
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(self.width >= 0, "width must be >= 0", self.width)
+        _require(self.width <= MAX_WIDTH[self.name], f"width must be at most {MAX_WIDTH[self.name]} for {self.name} "
+                 "(wider victims take minutes per attack iteration on a CPU, and their memory)", self.width)
         _require(self.train_steps >= 0, "train_steps must be >= 0", self.train_steps)
+        _require(self.train_steps <= MAX_TRAIN_STEPS, f"train_steps must be at most {MAX_TRAIN_STEPS} (about a minute "
+                 "of LeNet training on a CPU before the leak, with no progress shown)", self.train_steps)
         _require(0 < self.train_lr <= MAX_LR, f"train_lr must be in (0, {MAX_LR:g}] (SGD diverges long before)",
                  self.train_lr)
 
@@ -103,6 +118,9 @@ class LeakConfig:
 
     def __post_init__(self) -> None:
         _require(self.local_steps >= 1, "local_steps must be >= 1", self.local_steps)
+        _require(self.local_steps <= MAX_LOCAL_STEPS, f"local_steps must be at most {MAX_LOCAL_STEPS}: every attack "
+                 "iteration differentiates through all E local steps (E = 100 already takes seconds per iteration)",
+                 self.local_steps)
         _require(0 < self.local_lr <= MAX_LR, f"local_lr must be in (0, {MAX_LR:g}] (SGD diverges long before)",
                  self.local_lr)
         _require(self.local_batch_size >= 0, "local_batch_size must be >= 0", self.local_batch_size)
@@ -133,6 +151,10 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "iterations must be >= 1", self.iterations)
+        _require(self.iterations <= MAX_ITERATIONS, f"iterations must be at most {MAX_ITERATIONS:,} (hours of DLG; "
+                 "to stop sooner, set time_limit)", self.iterations)
+        _require(self.refine is None or self.refine <= MAX_ITERATIONS, f"refine must be null or at most "
+                 f"{MAX_ITERATIONS:,}", self.refine)
         _require(self.refine is None or self.refine >= 0, "refine must be null or >= 0", self.refine)
         _require(self.sigma_g is None or 0 < self.sigma_g <= 1e3, "sigma_g must be null or in (0, 1e3] (the prior's "
                  "weight sigma_g^2 / 2 would drown any gradient distance, then overflow)", self.sigma_g)
@@ -141,6 +163,7 @@ class AttackConfig:
         _require(self.sampler_steps is None or self.sampler_steps >= 1, "sampler_steps must be null or >= 1",
                  self.sampler_steps)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
+        _require(self.restarts <= 100, "restarts must be at most 100 (each repeats the whole attack)", self.restarts)
         _require(self.auxiliary >= 0, "auxiliary must be >= 0 (0: the attacker holds no labelled images)", self.auxiliary)
         _require(self.init is None or self.name not in ("vae_prior", "diffusion_prior"),
                  f"init is for the pixel attacks (dlg, idlg, ig); {self.name} starts from its prior", self.init)
@@ -364,7 +387,10 @@ class Config:
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed must be >= 0", self.seed)
+        _require(self.seed < 2**32, "seed must be below 2^32 (the seeds derived from it must fit torch's)", self.seed)
         _require(self.threads >= 1, "threads must be >= 1", self.threads)
+        _require(self.threads <= 256, "threads must be at most 256 (more threads than cores only slow torch down)",
+                 self.threads)
         _require(self.leak.round <= self.federation.rounds,
                  f"leak.round must be at most federation.rounds ({self.federation.rounds})", self.leak.round)
         images = self.data.batch_size * self.data.clients

@@ -236,7 +236,25 @@ def setting(widget: Callable[..., T], label: str, dotted: str, *args: Any,
     def apply() -> None:
         update(**{dotted: read(st.session_state[key])})
 
+    args, kwargs = _holding(widget, args, kwargs, st.session_state[key])
     return widget(label, *args, key=key, on_change=apply, **kwargs)
+
+
+def _holding(widget: Callable[..., Any], args: tuple, kwargs: dict[str, Any], value: Any) -> tuple[tuple, dict]:
+    """The widget's range widened to hold `value`: a loaded config may hold E = 50 where the slider ends at 10
+    (Streamlit raises on a value outside its widget's range)."""
+    kwargs = dict(kwargs)
+    if widget is st.select_slider and "options" in kwargs and value not in kwargs["options"]:
+        kwargs["options"] = sorted([*kwargs["options"], value])
+    if widget in (st.slider, st.number_input) and type(value) in (int, float):
+        bounds = [*args[:2], None, None][:2]
+        for i, name in enumerate(("min_value", "max_value")):
+            bounds[i] = kwargs.pop(name, bounds[i])
+        lo, hi = bounds
+        lo = lo if lo is None or value >= lo else value
+        hi = hi if hi is None or value <= hi else value
+        args = (lo, hi, *args[2:])
+    return args, kwargs
 
 
 def show_url_errors() -> None:

@@ -232,6 +232,9 @@ def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
     at.text_area(key="exp.paste").input("[" * 5000 + "]" * 5000).run()  # deeper than Python's JSON decoder goes
     at.button(key="exp.load_text").click().run()
     assert not at.exception and "nested too deeply" in at.error[0].value
+    at.text_area(key="exp.paste").input('{"leak": {"protocol": "fedavg", "local_steps": 100000}}').run()
+    at.button(key="exp.load_text").click().run()  # once minutes of silent work
+    assert not at.exception and "leak.local_steps must be at most 100" in at.error[0].value
     at.text_area(key="exp.paste").input('{"data": {"dataset": "fashion_mnist"}, "attack": {"iterations": 5}}').run()
     at.button(key="exp.load_text").click().run()
     assert not at.exception and not at.error
@@ -241,6 +244,21 @@ def test_experiment_rejects_a_malformed_config_and_loads_a_good_one():
     drain(at, lambda a: any(m.label == "PSNR" for m in a.metric))
     assert len(at.get("download_button")) == 4  # config.json, metrics.json, reconstruction.png, the zip
     assert metric(at, "PSNR").endswith("dB")
+
+
+def test_a_loaded_config_beyond_the_sliders_ranges_opens_the_pages():
+    """The leak page's E slider ends at 10 and its batch slider at 16; a config.json may hold more."""
+    at = open_page("pages/experiment.py")
+    at.text_area(key="exp.paste").input('{"data": {"batch_size": 20}, "leak": {"protocol": "fedavg", '
+                                        '"local_steps": 12}, "model": {"train_steps": 30}}').run()
+    at.button(key="exp.load_text").click().run()
+    assert not at.error
+    at.switch_page("pages/leak.py").run(timeout=120)
+    assert not at.exception
+    assert at.slider(key="w:leak.local_steps").value == 12 and at.slider(key="w:leak.local_steps").max == 12
+    assert at.slider(key="w:data.batch_size").value == 20
+    at.switch_page("pages/promise.py").run(timeout=120)
+    assert not at.exception
 
 
 def test_deep_link_opens_with_its_settings_and_names_a_bad_one():

@@ -88,6 +88,7 @@ def test_run_reads_a_config_file(tmp_path, capsys):
         (["--set", "data.indices=" + "[" * 5000 + "]" * 5000], ["nested too deeply"]),
         (["--set", "data.alpha=1" + "0" * 400], ["data.alpha", "expected float"]),  # past the largest float
         (["--set", "data.batch_size=1" + "0" * 5000], ["more than 4300 digits"]),
+        (["--set", "leak.local_steps=100000"], ["leak.local_steps", "at most 100"]),  # was minutes with no word
         (["--set", "defence.dp.noise_multiplier=1e308"], ["defence.dp.noise_multiplier", "1e+06"]),  # no OverflowError
     ],
 )

@@ -254,6 +254,32 @@ def test_range_validation_names_dotted_key(override: str, key: str) -> None:
         with_overrides(Config(), [override])
 
 
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.batch_size=1025", "data.batch_size"),
+        ("data.clients=1025", "data.clients"),
+        ("data.indices=[0, 2147483648]", "data.indices"),
+        ("model.width=257", "model.width"),
+        ("model.train_steps=2001", "model.train_steps"),
+        ("leak.local_steps=100000", "leak.local_steps"),  # once minutes of silence, now one line
+        ("attack.iterations=1000001", "attack.iterations"),
+        ("attack.restarts=101", "attack.restarts"),
+        ("seed=4294967296", "seed"),
+        ("threads=257", "threads"),
+    ],
+)
+def test_work_that_cannot_finish_in_reasonable_time_is_bounded_with_a_reason(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{key} must be .*at most|^{key} must be .*below|^{key} must be null or"):
+        with_overrides(Config(), [override])
+
+
+def test_the_largest_allowed_values_still_load() -> None:
+    cfg = with_overrides(Config(), ["leak.local_steps=100", "model.name=mlp", "model.width=4096",
+                                    "model.train_steps=2000", "attack.iterations=1000000", "seed=4294967295"])
+    assert (cfg.leak.local_steps, cfg.model.width, cfg.attack.iterations) == (100, 4096, 1_000_000)
+
+
 def test_range_validation_on_direct_construction() -> None:
     with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
         DataConfig(batch_size=0)
