@@ -11,7 +11,7 @@
    Wall seconds and the growth of the process's peak RSS during the run (torch's own import excluded).
 2. Training: the ConvNet on the bundled MNIST train sample (4000 images after the attacker's 1000),
    100 clients, 10 sampled a round, 20 rounds of 5 local epochs (B = 16, lr 0.1): IID, Dirichlet 0.1,
-   DP-SGD sigma 1 (clip C = 10, epsilon at delta 1e-5), secure aggregation (bytes and seconds).
+   DP-SGD sigma 1 and 0.3 (clip C = 10, epsilon at delta 1e-5), secure aggregation (bytes and seconds).
 3. Leakage as the model trains: DLG and the VAE prior on one client's reply in rounds 1, 5 and 20
    of the IID run (40 images after 13 local steps), same time budget each.
 4. Flower's Simulation Runtime (Ray) against the in-process grid (bench/federation_ray.py).
@@ -48,6 +48,7 @@ ROWS = {
     "iid": [],
     "dirichlet": ["data.split=dirichlet", "data.alpha=0.1"],
     "dp": ["defence.dp.noise_multiplier=1.0", "defence.dp.clip=10"],
+    "dp0.3": ["defence.dp.noise_multiplier=0.3", "defence.dp.clip=10"],
     "secure": ["defence.secure_aggregation=true"],
 }
 

@@ -66,7 +66,7 @@ if choice != skew:
     common.update(**({"data.split": "iid"} if choice == "iid" else {"data.split": "dirichlet", "data.alpha": float(choice)}))
 e1, e2, e3 = st.columns(3)
 common.setting(e1.select_slider, "DP noise sigma per image (0 = off)", "defence.dp.noise_multiplier",
-               choices("defence.dp.noise_multiplier", [0.0, 0.3, 0.5, 1.0, 2.0]), format_func=lambda s: "off" if s == 0 else f"{s:g}")
+               choices("defence.dp.noise_multiplier", [0.0, 0.1, 0.3, 1.0, 3.0]), format_func=lambda s: "off" if s == 0 else f"{s:g}")
 common.setting(e2.toggle, "Secure aggregation", "defence.secure_aggregation",
                help="Bonawitz et al.'s protocol: the server learns only the sum of the round's updates.")
 model = {label: name for name, label in MODELS.items()}[e3.selectbox("Model the phones train", list(MODELS.values()),
