@@ -93,8 +93,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(self.width >= 0, "width must be >= 0", self.width)
-        _require(self.width <= MAX_WIDTH[self.name], f"width must be at most {MAX_WIDTH[self.name]} for {self.name} "
-                 "(wider victims take minutes per attack iteration on a CPU, and their memory)", self.width)
+        widest = MAX_WIDTH.get(self.name, 256)
+        _require(self.width <= widest, f"width must be at most {widest} for {self.name} (wider victims take "
+                 "minutes per attack iteration on a CPU, and their memory)", self.width)
         _require(self.train_steps >= 0, "train_steps must be >= 0", self.train_steps)
         _require(self.train_steps <= MAX_TRAIN_STEPS, f"train_steps must be at most {MAX_TRAIN_STEPS} (about a minute "
                  "of LeNet training on a CPU before the leak, with no progress shown)", self.train_steps)
