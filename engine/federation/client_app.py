@@ -4,13 +4,15 @@
 
 The client's partition and the lab's configuration come from its context, as Flower hands them to
 any ClientApp: `node_config["partition-id"]` (which share of the train sample this node holds)
-and `run_config["lab-config"]` (the experiment's JSON; "{}" means the defaults). The training
-itself is `task.local_update`; a client the config makes an attacker poisons its data or its message
+and `run_config["lab-config"]` (the experiment's JSON; "{}" means the defaults), with every
+other run-config key ("federation.rounds", as `flwr run --run-config` sets it) applied on top. The
+training itself is `task.local_update`; a client the config makes an attacker poisons its data or its message
 (`poison`): nothing else here knows about attacks, clocks or the app.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import torch
@@ -18,7 +20,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from ..config import Config, from_json
+from ..config import Config, from_json, with_overrides
 from ..models import create_model
 from .poison import poison_data, poison_message
 from .task import federated_data, local_update, round_generator
@@ -28,14 +30,24 @@ __all__ = ["app", "lab_config", "architecture", "to_params", "to_arrays"]
 app = ClientApp()
 
 
+RESERVED_KEYS = ("lab-config", "out")  # run-config keys that are not the lab's own settings
+
+
 @lru_cache(maxsize=8)
-def _parse(text: str) -> Config:
-    return from_json(text)
+def _parse(text: str, overrides: tuple[str, ...]) -> Config:
+    return with_overrides(from_json(text), overrides)
 
 
 def lab_config(run_config: dict) -> Config:
-    """The lab's Config carried in a Flower run config (key "lab-config", JSON text)."""
-    return _parse(str(run_config.get("lab-config", "{}")))
+    """The lab's Config carried in a Flower run config: the JSON text under "lab-config" ("{}": the
+    defaults), then every other key but "out" as an override of that name. Flower flattens the App's
+    `[tool.flwr.app.config.federation]` table into "federation.clients", ..., so
+    `flwr run . <federation> --run-config "federation.rounds=3"` reaches the lab as `--set` would."""
+    overrides = tuple(  # a text value as typed ("fedprox", "[1, 5]"); numbers and bools as JSON
+        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in sorted(run_config.items()) if key not in RESERVED_KEYS
+    )
+    return _parse(str(run_config.get("lab-config", "{}")), overrides)
 
 
 @lru_cache(maxsize=8)

@@ -5,12 +5,14 @@
 
 `report(server_round, loss, accuracy, outcome)` is called after Flower's central evaluation of each
 round (round 0: the initial model, outcome None); the in-process runner turns it into a RoundRecord.
-The deployed App writes one JSON line per round into `run_config["out"]` when set.
+The deployed App waits for `federation.clients` SuperNodes, then writes one JSON line per round
+(printed, and into `run_config["out"]/rounds.jsonl` when set).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,6 +29,7 @@ from .task import evaluate, federated_data
 __all__ = ["app", "run_server", "Report"]
 
 Report = Callable[[int, float, float, Optional[RoundOutcome]], None]
+NODE_WAIT_SECONDS = 120.0  # how long the deployed App waits for its SuperNodes to connect
 
 
 def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> None:
@@ -69,4 +72,19 @@ def main(grid: Grid, context: Context) -> None:
             with open(Path(out) / "rounds.jsonl", "a") as fh:
                 fh.write(json.dumps(line) + "\n")
 
+    wait_for_nodes(grid, config.federation.clients)
     run_server(grid, config, report)
+
+
+def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS, poll: float = 0.5) -> None:
+    """Block until `count` SuperNodes are connected: the lab samples among the nodes it sees, so a
+    first round started early would train fewer clients than the config says."""
+    end = time.monotonic() + timeout
+    while (seen := len(list(grid.get_node_ids()))) < count:
+        if time.monotonic() > end:
+            raise RuntimeError(
+                f"only {seen} of federation.clients = {count} SuperNodes connected within {timeout:g} s: start "
+                f"{count} SuperNodes (each with --node-config \"partition-id=K num-partitions={count}\"), or run "
+                f"with --run-config \"federation.clients={max(seen, 1)}\""
+            )
+        time.sleep(poll)

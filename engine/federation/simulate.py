@@ -25,6 +25,8 @@ import queue
 import threading
 from typing import Callable, Iterator, Optional
 
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from ..config import Config
@@ -97,6 +99,12 @@ def _inprocess(config: Config) -> Callable[[Report], dict]:
 
 
 def _ray(config: Config) -> Callable[[Report], dict]:
+    """Flower's Simulation Runtime: `run_simulation` with one virtual SuperNode per client on Ray actors.
+
+    Its SuperNodes get node_config {"partition-id": i, "num-partitions": clients} as the in-process grid
+    gives them, so the lab's ClientApp trains the same shares; `run_simulation` takes no run config,
+    so the lab's config reaches the ClientApp through `ray_client_app`. Ray has no virtual clock: no
+    dropouts or stragglers, NaN seconds, and the server waits for every reply (no deadline)."""
     try:
         import ray  # noqa: F401
         from flwr.simulation import run_simulation
@@ -104,25 +112,50 @@ def _ray(config: Config) -> Callable[[Report], dict]:
         raise FederationError(
             "backend 'ray' needs Flower's Simulation Runtime: pip install -r requirements-ray.txt"
         ) from None
+    from dataclasses import replace
+
     from flwr.serverapp import ServerApp
 
-    from ..config import to_json
+    federated_data(config)  # errors (too many clients, no train part) before the thread starts
+    client = ray_client_app(config)
+    no_deadline = replace(config, federation=replace(config.federation, deadline=RAY_TIMEOUT))
 
     def target(report: Report) -> dict:
         server = ServerApp()
 
         @server.main()
         def main(grid, context) -> None:  # the same run_server, with this run's reporting
-            run_server(grid, config, report)
+            run_server(grid, no_deadline, report)
 
         run_simulation(
-            server_app=server, client_app=client_app, num_supernodes=config.federation.clients,
-            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"log_to_driver": False}},
-            run_config={"lab-config": to_json(config)},  # type: ignore[call-arg]
+            server_app=server, client_app=client, num_supernodes=config.federation.clients,
+            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                            "init_args": {"log_to_driver": False, "configure_logging": False}},
         )
         return {}
 
     return target
+
+
+RAY_TIMEOUT = 1e6  # seconds: under Ray the server waits for every reply (the deadline is the in-process clock's)
+
+
+def ray_client_app(config: Config, app: Optional[ClientApp] = None) -> ClientApp:
+    """`app` (the lab's ClientApp by default) with the lab's config in each node's run config, and the
+    config's torch threads on each Ray actor: what `flwr run` would put in `run_config["lab-config"]`."""
+    from ..config import to_json
+
+    text, threads, inner = to_json(config), config.threads, app or client_app
+    wrapped = ClientApp()
+
+    @wrapped.train()
+    def train(msg: Message, context: Context) -> Message:
+        set_threads(threads)
+        run_config = {**context.run_config, "lab-config": text}  # Flower forbids changing the node's own
+        return inner(msg, Context(context.run_id, context.node_id, context.node_config, context.state, run_config,
+                                  context.series_id))
+
+    return wrapped
 
 
 def _model_params(config: Config, classes: int):
