@@ -144,7 +144,16 @@ def prepare(config: Config, dataset: Optional[ImageSet] = None) -> Setup:
 
         generator = torch.Generator().manual_seed(config.seed)
         leak = with_update(leak, defended_round(model, batches, config.defence, *local, generator=generator, **exact))
+    _check_finite(leak)
     return Setup(config, dataset, tuple(clients), model, leak, device)
+
+
+def _check_finite(leak: Leak) -> None:
+    """Raise ValueError when the update the server saw holds inf or nan (no attack can read it)."""
+    for name, u in leak.update.items():
+        if not bool(torch.isfinite(u).all()):
+            raise ValueError(f"the leaked update is not finite (inf or nan in {name}): a learning rate, a trap scale "
+                             "or the noise is too large for float32; lower it")
 
 
 def auxiliary_images(config: Config) -> Optional[Auxiliary]:

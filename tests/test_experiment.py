@@ -71,3 +71,10 @@ def test_share_histograms_count_what_each_client_was_dealt() -> None:
     assert int(counts.sum()) == len(setup.dataset)  # every image is dealt once
     for client, batch in zip(counts, setup.clients):  # each batch comes from its client's share
         assert all(client[int(y)] > 0 for y in batch.labels)
+
+
+def test_a_leak_that_overflows_is_one_clear_error_before_any_attack():
+    # a trap weight of 1e308 makes the update inf; label recovery then failed inside LAPACK
+    cfg = with_overrides(Config(), ["leak.server=trap", "leak.trap_scale=1e308", "data.batch_size=2"])
+    with pytest.raises(ValueError, match="leaked update is not finite"):
+        prepare(cfg)
