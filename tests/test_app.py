@@ -57,7 +57,7 @@ def test_lecture_step_on_the_defences_page_does_what_it_says():
     from pages.lecture import STEPS
 
     index = next(i for i, s in enumerate(STEPS) if s.page == "defences")
-    assert STEPS[index - 1].page == "prior"  # after the prior, as the pages run
+    assert "prior" in [s.page for s in STEPS[:index]]  # after the prior, as the pages run
     at = open_page("pages/home.py")
     at.button(key=f"home.lecture.{index}").click().run()
     assert not at.exception and at.title[0].value == "Defences and their price"
