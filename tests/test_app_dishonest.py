@@ -34,3 +34,13 @@ def test_dishonest_page_trap_and_noise():
     at.select_slider(key="dis.sigma").set_value(1e-3).run()
     assert not at.exception, at.exception
     assert exact(at, "Exact images under noise") == 0
+
+
+def test_dishonest_page_follows_the_defences_in_the_story_and_in_lecture_mode():
+    from pages.common import PAGES
+    from pages.lecture import STEPS
+
+    keys = [p.key for p in PAGES]
+    assert keys.index("dishonest") == keys.index("defences") + 1
+    steps = [s.page for s in STEPS]
+    assert steps.index("dishonest") == steps.index("defences") + 1

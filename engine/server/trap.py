@@ -13,8 +13,10 @@ Images are non-negative, so for s > 1 most images push most rows below zero and 
 on by few images. A row that exactly one image switched on gives it back by Eq. (3),
 x = dL/dW_i / dL/db_i. The server cannot see which rows those are; an image alone in several rows
 comes back identically from each, while a mixture differs from row to row (its images' weights
-dL/dh_i depend on the row's column of the second layer), so candidates that repeat come first.
-The scale decides everything: too low and rows fire for many images, too high and for none.
+dL/dh_i depend on the row's column of the second layer), so candidates that repeat come first; then
+those whose pixels sit on the 8-bit grid k/255 that stored images use (a mixture's do not) and
+inside [0, 1]. The scale decides everything: too low and rows fire for many images, too high and for
+none, and where that lies depends on the data (sparse digits take s = 1.5, bright faces about 1.05).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .imprint import Readout, read_rows
 __all__ = ["trap_model", "read_trap", "trap_rows"]
 
 SAME = 1e-6  # mean squared difference under which two candidates are the same image
+LEVELS = 255  # images are stored in 8 bits: a real one's pixels sit on the grid k / 255, a mixture's do not
 
 
 def trap_rows(rows: int, n: int, scale: float, generator: torch.Generator) -> torch.Tensor:
@@ -73,9 +76,10 @@ def read_trap(leak: Leak) -> Readout:
     images, rows, strength = read_rows(leak.update["front.rows.weight"], leak.update["front.rows.bias"], leak.image_shape)
     flat = images.flatten(1)  # (R, N)
     violation = (flat.clamp(max=0).abs() + (flat - 1).clamp(min=0)).mean(1)  # (R,) 0 for a valid image
+    off_grid = ((flat * LEVELS) - (flat * LEVELS).round()).abs().mean(1) / LEVELS  # (R,) 0 for 8-bit pixels
     same = torch.cdist(flat, flat).pow(2) / flat.shape[1] < SAME  # (R, R)
     repeated = same.sum(1) > 1  # (R,)
-    order = sorted(range(len(rows)), key=lambda r: (not bool(repeated[r]), float(violation[r])))
+    order = sorted(range(len(rows)), key=lambda r: (not bool(repeated[r]), float(violation[r] + off_grid[r])))
     kept: list[int] = []
     for r in order:
         if len(kept) == leak.num_images:
