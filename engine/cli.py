@@ -4,6 +4,7 @@
     python -m engine run my.json --set data.batch_size=4 --out runs/b4
     python -m engine sweep --param defence.dp.noise_multiplier --values 0,1e-3,1e-1 --utility --out runs/noise
     python -m engine simulate --set federation.dropout=0.2 --out runs/fl   # federated training on Flower
+    python -m engine sweep --param federation.attackers --values 0,0.1,0.2 --set federation.attack=sign_flip --out runs/f
 
 `run` calls the same functions as the app and the tests (`prepare`, `make_attack`, `finish`,
 `save_run`). Bad input ends with one line `error: ...` and exit code 2; Ctrl-C stops the attack,
@@ -133,10 +134,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """The `sweep` command: one point per value under a progress bar, then the CSV, the plot and a table."""
-    config = _load(args.config, args.overrides)
     values = [v.strip() for v in args.values.split(",") if v.strip()]
     if not values:
         raise ConfigError("--values needs at least one value")
+    if args.param.startswith("federation."):
+        return _federated_sweep(args, values)
+    config = _load(args.config, args.overrides)
     if args.rounds < 1 or args.clients < 1:
         raise ConfigError(f"--rounds and --clients must be >= 1, got {args.rounds} and {args.clients}")
     from tqdm import tqdm
@@ -165,6 +168,42 @@ def _sweep(args: argparse.Namespace) -> int:
         acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
         print(f"{p.value:>28}  {p.psnr:7.1f}  {eps:>7}  {acc:>8}")
     print(f"-> {args.out}/ (sweep.csv, sweep.png)")
+    return EXIT_INTERRUPTED if stopped else 0
+
+
+def _federated_sweep(args: argparse.Namespace, values: list[str]) -> int:
+    """`sweep --param federation.KEY`: one federated run per value; sweep.csv and each run's files."""
+    from .config import ModelConfig
+
+    config = _load(args.config, args.overrides, Config(model=ModelConfig(name="convnet")))
+    for v in values:  # every value checked before the first run (Krum's n > 2f + 2, ...)
+        with_overrides(config, [f"{args.param}={v}"])
+    from tqdm import tqdm
+
+    from .federation.sweep import federated_sweep, save_federated_sweep
+
+    points, stopped = [], False
+    sweep = federated_sweep(config, args.param, values)
+    with tqdm(total=len(values), desc=args.param, unit="run", file=sys.stderr) as bar:
+        try:
+            for point in sweep:
+                points.append(point)
+                bar.set_postfix(value=point.value, accuracy=f"{point.history.records[-1].accuracy:.1%}", refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            sweep.close()
+    if not points:
+        print("stopped by user before the first run finished; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    save_federated_sweep(args.out, args.param, points)
+    print(f"{args.param:>28}  accuracy  attack success")
+    for p in points:
+        row = p.row()
+        success = "-" if row["attack_success"] == "" else f"{row['attack_success']:.1%}"
+        print(f"{p.value:>28}  {row['accuracy']:8.1%}  {success:>14}")
+    print(f"-> {args.out}/ (sweep.csv, and config.json, rounds.csv, history.json, curves.png per value)")
     return EXIT_INTERRUPTED if stopped else 0
 
 

@@ -87,6 +87,8 @@ PAGES = (
              "Choose images and clients, leak their averaged update, read the labels straight off it."),
     PageInfo("federation", "pages/federation.py", "A real FL run", ":material/hub:",
              "Many phones over many rounds on Flower: slow phones, dropouts, privacy spent; attack any round."),
+    PageInfo("poisoned", "pages/poisoned.py", "Poisoned clients", ":material/coronavirus:",
+             "A few phones send crafted updates or a backdoor; robust aggregators answer, and none wins every attack."),
     PageInfo("dlg", "pages/dlg.py", "DLG in four stages", ":material/search:",
              "Watch random noise turn into the private images, one stage at a time."),
     PageInfo("stronger", "pages/stronger.py", "Stronger attacks", ":material/bolt:",

@@ -40,6 +40,10 @@ STEPS = (
     Step("federation", "A real FL run", ("federation.dropout=0.3", "federation.deadline=1.0"),
          "Press *Run this federation*. In the timeline the slow phones miss the red deadline; then pick a phone's "
          "update and press *Attack it with DLG*."),
+    Step("poisoned", "Poisoned clients", ("federation.attack=sign_flip", "federation.attackers=0.2",
+                                          "federation.strategy=multikrum"),
+         "Three phones of 15 send -10x their update: FedAvg's curve falls to chance, MultiKrum's stays. Now pick "
+         "*ALIE* and the *median*, and press *Run clean, attacked, defended*."),
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
     Step("prior", "A prior for 16 digits", (),

@@ -1,0 +1,44 @@
+"""The page "Poisoned clients" under AppTest: a small live comparison, the kept grid, and the refusals."""
+
+from __future__ import annotations
+
+from test_app import metric, open_page, texts  # noqa: F401
+
+NARROW = {"model.width": "4"}  # the page's 15 phones, on a narrow ConvNet: each run takes a few seconds
+
+
+def test_the_page_opens_and_says_what_to_press_or_shows_its_recording():
+    at = open_page("pages/poisoned.py")
+    shown = texts(at)
+    assert "Press **Run clean, attacked, defended**" in shown or "Recorded earlier" in shown
+    assert any(s.label == "How the server aggregates" for s in at.selectbox)
+
+
+def test_sign_flippers_against_multikrum_live():
+    at = open_page("pages/poisoned.py", **NARROW, **{"federation.attack": "sign_flip", "federation.attackers": "0.2",
+                                                      "federation.strategy": "multikrum"})
+    at.button[0].click().run()  # Run clean, attacked, defended
+    assert not at.exception, at.exception
+    attacked = float(metric(at, "attacked (FedAvg, sign flip (sends -10 x its update))").rstrip("%"))
+    defended = float(metric(at, "defended (MultiKrum)").rstrip("%"))
+    assert attacked <= 15.0 < defended
+    grid = at.dataframe[0].value
+    attackers = [row for row in grid.index if "attacker" in row]
+    assert len(attackers) == 3 and (grid.loc[attackers] == 0.0).all().all()  # dropped in every round
+
+
+def test_secure_aggregation_with_a_robust_aggregator_is_refused_with_the_reason():
+    at = open_page("pages/poisoned.py", **{"federation.strategy": "median"})
+    at.toggle(key="w:defence.secure_aggregation").set_value(True).run()
+    assert at.error and "needs each client's update, which secure aggregation" in at.error[0].value
+    assert not at.exception
+    at.selectbox(key="w:federation.strategy").set_value("fedavg").run()  # the session goes on
+    assert not at.exception
+
+
+def test_a_broken_precondition_is_one_error_and_the_session_goes_on():
+    at = open_page("pages/poisoned.py", **{"federation.attack": "sign_flip", "federation.attackers": "0.4"})
+    at.selectbox(key="w:federation.strategy").set_value("bulyan").run()
+    assert at.error and "bulyan needs n >= 4f + 3" in at.error[0].value
+    at.selectbox(key="w:federation.strategy").set_value("multikrum").run()
+    assert not at.exception and not at.error
