@@ -52,13 +52,50 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s:\n{log.read_text()[-3000:]}")
 
 
+def _stat(pid: int) -> tuple[int, int]:
+    """(parent pid, start time) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[19])
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of every process below `pid` (Flower's SuperExec and ClientApp processes start
+    their own sessions, so a process group does not hold them)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid, start = _stat(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append((int(entry), start))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child[0], ()))
+    return found
+
+
+def _signal(pid: int, start: int, sig: int) -> None:
+    """Signal `pid` only if it is still the process seen before (same start time), never a reused pid."""
+    try:
+        if _stat(pid)[1] == start:
+            os.kill(pid, sig)
+    except (OSError, IndexError, ValueError):
+        pass
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each process group (the SuperExec and ClientApp children too), then SIGKILL what is left."""
+    """SIGTERM each process group and every descendant, then SIGKILL whatever is left after 15 s."""
+    below = [d for proc in procs for d in _descendants(proc.pid)]
     for proc in procs:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    for pid, start in below:
+        _signal(pid, start, signal.SIGTERM)
     end = time.monotonic() + 15
     for proc in procs:
         try:
@@ -71,6 +108,8 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+    for pid, start in below:
+        _signal(pid, start, signal.SIGKILL)
 
 
 def _app_run_config() -> dict:

@@ -18,6 +18,7 @@ the generator (a Stop button, Ctrl-C) ends the worker at that point, keeping the
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -127,17 +128,18 @@ def _ray(config: Config) -> Callable[[Report], dict]:
         def main(grid, context) -> None:  # the same run_server, with this run's reporting
             run_server(grid, no_deadline, report)
 
-        run_simulation(
-            server_app=server, client_app=client, num_supernodes=config.federation.clients,
-            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                            "init_args": {"log_to_driver": False, "configure_logging": False}},
-        )
+        run_simulation(server_app=server, client_app=client, num_supernodes=config.federation.clients,
+                       backend_config=copy.deepcopy(RAY_BACKEND_CONFIG))
         return {}
 
     return target
 
 
 RAY_TIMEOUT = 1e6  # seconds: under Ray the server waits for every reply (the deadline is the in-process clock's)
+RAY_BACKEND_CONFIG = {  # one CPU per ClientApp actor (as many actors as cores), the workers' logs kept out of the run's
+    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+    "init_args": {"log_to_driver": False, "configure_logging": False},
+}
 
 
 def ray_client_app(config: Config, app: Optional[ClientApp] = None) -> ClientApp:
