@@ -1,4 +1,5 @@
-"""The VAE prior: at 16-32 images the pixel attacks give up; a generative model of digits does not."""
+"""The image prior: at 16-32 images the pixel attacks give up; a generative model of digits does not.
+A VAE or a diffusion model, raced on the same leak, and the diffusion sampler's film from noise to digits."""
 
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
@@ -13,11 +14,15 @@ from engine.config import DefenceConfig, with_overrides
 from engine.data.imageset import CLASS_NAMES
 from engine.experiment import make_attack, prior_check, prior_name
 from engine.metrics import mse
-from engine.priors import Prior, load_prior
+from engine.priors import DiffusionPrior, Prior, load_diffusion, load_prior
 from pages import common, draw
 from pages.runner import Job, live, make_job
 
-RUN, WRONG, CHECKS = "prior_run", "prior_wrong", "prior_checks"  # session keys
+RUN, WRONG, CHECKS, FILM = "prior_run", "prior_wrong", "prior_checks", "prior_film"  # session keys
+KINDS = {"vae": "VAE (search its 16-number codes)", "diffusion": "diffusion model (guided denoising)"}
+ATTACK_OF = {"vae": "vae_prior", "diffusion": "diffusion_prior"}
+TITLE_OF = {"vae": "VAE prior", "diffusion": "diffusion prior"}
+FILM_FRAMES, FILM_IMAGES = 8, 4  # the film strip: frames across, images down
 BATCHES = (2, 4, 8, 16, 32)
 VICTIMS = {"lenet": ("LeNet", ["model.name=lenet", "model.width=0"]),
            "convnet32": ("wider ConvNet", ["model.name=convnet", "model.width=32"]),
@@ -64,18 +69,32 @@ def prior(name: str) -> Prior:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
+def diffusion(name: str) -> DiffusionPrior:
+    """A shipped diffusion prior, loaded once for all sessions (frozen, read-only)."""
+    return load_diffusion(name)
+
+
+def attack_for(cfg):
+    """The configured prior attack, with the cached priors."""
+    name = prior_name(cfg)
+    extra = {"diffusion": diffusion(name)} if cfg.attack.name == "diffusion_prior" else {}
+    return make_attack(cfg, prior=prior(name), **extra)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
 def class_pictures(name: str) -> np.ndarray:
     """What the prior draws for the mean code of each class, (K, H, W, C) uint8."""
     p = prior(name)
     return draw.to_uint8(p.vae.decode(p.class_means))
 
 
-def page_config(batch: int, victim: str, **attack: Any):
+def page_config(batch: int, victim: str, kind: str = "vae", **attack: Any):
     """The session's experiment as this page attacks it: one phone, its batch size and victim, no defence."""
     cfg = replace(common.config(), defence=DefenceConfig())
     labels = cfg.attack.labels if cfg.attack.labels != "joint" else "recovered"
     settings = [f"data.batch_size={batch}", "data.clients=1", *VICTIMS[victim][1], f"attack.labels={labels}",
-                "data.indices=null", "attack.lr=null", "attack.distance=null", "attack.tv=null", "attack.name=vae_prior",
+                "data.indices=null", "attack.lr=null", "attack.distance=null", "attack.tv=null",
+                f"attack.name={ATTACK_OF[kind]}",
                 f"attack.iterations={PriorSettings().iterations}"]
     return with_overrides(cfg, settings + [f"attack.{k}={v}" for k, v in attack.items()])
 
@@ -93,8 +112,9 @@ def run_words(cfg, seconds: float) -> str:
     """What a run attacks and with what, in words."""
     a = cfg.attack
     victim = {"lenet": "LeNet", "convnet": "wider ConvNet", "mlp": "MLP"}[cfg.model.name]
+    kind = "diffusion" if a.name == "diffusion_prior" else "VAE"
     return (f"{cfg.data.batch_size} {common.SET_NAMES[cfg.data.dataset]} images, {victim}, "
-            f"{prior_words(a.prior, cfg)} prior, {a.restarts} restart(s), at most {seconds:g} s")
+            f"{prior_words(a.prior, cfg)} {kind} prior, {a.restarts} restart(s), at most {seconds:g} s")
 
 
 def start(key: str, cfg, setup, seconds: float, race: bool, title: str, *others) -> None:
@@ -102,10 +122,10 @@ def start(key: str, cfg, setup, seconds: float, race: bool, title: str, *others)
     priors, given as (title, config) pairs) on `setup`'s leak, all asked to run to the end."""
     for job in st.session_state[key].jobs if key in st.session_state else []:
         job.close()  # the previous run's generators end here
-    attack = make_attack(cfg, prior=prior(prior_name(cfg)))
+    attack = attack_for(cfg)
     jobs = [make_job(title, setup, attack.steps(setup.leak, setup.attacker_labels), attack.steps_per_restart(setup.leak))]
     for other_title, other in others:
-        a = make_attack(other, prior=prior(prior_name(other)))
+        a = attack_for(other)
         jobs.append(make_job(other_title, setup, a.steps(setup.leak, setup.attacker_labels), a.steps_per_restart(setup.leak)))
     if race:
         ig = with_overrides(cfg, ["attack.name=ig", f"attack.iterations={IG_ITERATIONS}", "attack.restarts=1"])
@@ -233,6 +253,19 @@ if rowspace:
 
 # --- 2. run it --------------------------------------------------------------------------------
 st.subheader("2. Run it", anchor=False)
+kind = knob(st.radio, "The attacker's prior", "kind", "vae", options=list(KINDS), format_func=KINDS.get,
+            horizontal=True, help="The VAE searches 16 numbers per image; the diffusion model starts from the VAE's "
+                                  "answer, adds noise, and denoises it again with the gradient pulling at every step.")
+if kind == "diffusion":
+    st.markdown("A **diffusion model** learnt to remove noise from digits, a little at a time. The attack takes the "
+                "VAE's answer, drowns it in noise (step t = 200 of 1000), and walks back down: at each step the "
+                "model's clean guess x̂₀ is put through the victim, its gradient compared with the leaked one, and "
+                "the step nudged so that the guess fits better (*diffusion posterior sampling*):")
+    st.latex(r"x_{t-1} = \underbrace{\text{denoise}(x_t)}_{\text{looks like a digit}} \;-\; "
+             r"\zeta\,\frac{\nabla_{x_t}\, d\big(\nabla W(\hat x_0(x_t)),\, \nabla W\big)}"
+             r"{\lVert \nabla_{x_t}\, d \rVert}")
+    st.caption("The VAE decides which digit is where; the diffusion model can draw strokes the VAE's decoder "
+               "cannot. Whichever fits the leaked gradient better is kept: the attacker never sees the truth.")
 r1, r2, r3 = st.columns(3)
 with r1:
     seconds = knob(st.slider, "Time budget (at most, s)", "seconds", 20, min_value=2, max_value=60)
@@ -243,15 +276,20 @@ with r2:
 with r3:
     trust = knob(st.select_slider, "Trust in the gradient (σ_g)", "trust", "default", options=list(TRUST),
                  format_func=TRUST_WORDS.get)
-run_cfg = page_config(batch, victim, time_limit=float(seconds), restarts=int(restarts), sigma_g=SIGMA * TRUST[trust])
-b = st.columns([1.5, 2.4, 0.8, 1, 1.3])
+knobs = dict(time_limit=float(seconds), restarts=int(restarts), sigma_g=SIGMA * TRUST[trust])
+run_cfg = page_config(batch, victim, kind, **knobs)
+vae_cfg, diffusion_cfg = (page_config(batch, victim, k, **knobs) for k in ("vae", "diffusion"))
+b = st.columns([1.4, 2.1, 2.0, 0.8, 1])
 ready = the_prior is not None
 b[0].button("Run the prior attack", on_click=common.attempt, key="prior.go", type="primary", disabled=not ready,
-            args=(start, RUN, run_cfg, setup, float(seconds), False, "VAE prior"), icon=":material/play_arrow:")
+            args=(start, RUN, run_cfg, setup, float(seconds), False, TITLE_OF[kind]), icon=":material/play_arrow:")
 b[1].button("Race it against Inverting Gradients", on_click=common.attempt, key="prior.race", disabled=not ready,
-            args=(start, RUN, run_cfg, setup, float(seconds), True, "VAE prior"), icon=":material/flag:")
-b[2].button("Stop", on_click=stop, args=(RUN,), key="prior.stop", icon=":material/stop:")
-b[3].button("Carry on", on_click=carry_on, args=(RUN,), key="prior.more", icon=":material/resume:")
+            args=(start, RUN, run_cfg, setup, float(seconds), True, TITLE_OF[kind]), icon=":material/flag:")
+b[2].button("Race the VAE against diffusion", on_click=common.attempt, key="prior.versus", disabled=not ready,
+            args=(start, RUN, vae_cfg, setup, float(seconds), False, TITLE_OF["vae"],
+                  (TITLE_OF["diffusion"], diffusion_cfg)), icon=":material/compare_arrows:")
+b[3].button("Stop", on_click=stop, args=(RUN,), key="prior.stop", icon=":material/stop:")
+b[4].button("Carry on", on_click=carry_on, args=(RUN,), key="prior.more", icon=":material/resume:")
 run: Optional[Run] = st.session_state.get(RUN)
 if run is not None and run.jobs[0].setup is not setup:
     st.caption(f"The run below is of earlier settings ({run.what}). Press a button to run these.")
@@ -272,14 +310,20 @@ def show_run() -> None:
         if curves:
             draw.curve(pd.DataFrame(curves), "seconds", "PSNR (dB)", "PSNR (dB), higher = closer", color="attack",
                        height=300)
-        st.caption(f"Inverting Gradients gets the same {run.seconds:g} s and {IG_ITERATIONS:,} steps (as on the "
-                   "Stronger page), whichever ends first; more steps do not rescue it at this batch size.")
+        if run.jobs[-1].title.startswith("Inverting"):
+            st.caption(f"Inverting Gradients gets the same {run.seconds:g} s and {IG_ITERATIONS:,} steps (as on the "
+                       "Stronger page), whichever ends first; more steps do not rescue it at this batch size.")
+        else:
+            st.caption(f"Both priors get the same {run.seconds:g} s on the same leak. The diffusion prior spends its "
+                       "first 70% on the VAE's search, then denoises: watch its PSNR move when it switches.")
     elif step is not None and not job.done:
         st.markdown("**The private images** (hidden from the attacker)")
         draw.strip(job.setup.images, common.class_names(job.setup, job.setup.labels), size=px, limit=32)
         images, labels = job.current()
         psnr = f", PSNR {job.frames[-1].psnr:.1f} dB" if job.frames else ""
-        st.markdown(f"**The attacker's current guess**, decoded from {latent} numbers per image{psnr}")
+        how = (f"decoded from {latent} numbers per image" if job.title == TITLE_OF["vae"] else
+               "the VAE's search first, then the denoiser's clean guess at each step")
+        st.markdown(f"**The attacker's current guess**, {how}{psnr}")
         draw.strip(images, [f"guess {job.setup.dataset.classes[y]}" for y in labels], size=px, limit=32)
     if job.losses:
         losses = pd.DataFrame([(i, loss, f"restart {r + 1}") for i, loss, r in job.losses],
@@ -295,8 +339,8 @@ def show_run() -> None:
 if run is not None:
     live(run.jobs, show_run, key="prior.live", together=True)
 else:
-    st.caption("Press **Run the prior attack** (about 10-20 s for 16 images), or race it against Inverting "
-               "Gradients: both get the same seconds on the same leak.")
+    st.caption("Press **Run the prior attack** (about 10-20 s for 16 images), race it against Inverting "
+               "Gradients, or race the two priors: each gets the same seconds on the same leak.")
 
 
 # --- 3. what came back ------------------------------------------------------------------------------
@@ -348,6 +392,59 @@ else:
                     "like the private one: a *plausible* digit is not necessarily a *leaked* one. The prior can "
                     "make up a convincing 7 that the phone never held.")
 
+if run is not None and len(run.jobs) > 1 and not run.jobs[-1].title.startswith("Inverting"):
+    finished = [job for job in run.jobs if job.result is not None]
+    if finished:
+        st.markdown("**The two priors on the same leak**")
+        rows = []
+        for job in finished:
+            near = common.attempt(prior_check, job.setup, job.result)
+            n = len(job.result.labels)
+            rows.append({"prior": job.title, "PSNR (dB)": round(job.result.evaluation.psnr, 1),
+                         "SSIM": round(job.result.evaluation.ssim, 2),
+                         "nearer their victim": "-" if near is None else f"{round(near['closer_to_victim'] * n)} of {n}",
+                         "seconds": round(job.result.seconds, 1)})
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.caption("Same batch, same seconds. *Nearer their victim*: reconstructions closer to the private image "
+                   "than to any image the prior was trained on: sharper is only better if it is the victim's digit, "
+                   "not the prior's favourite.")
+
+
+# --- the diffusion sampler's film ------------------------------------------------------------------------
+def show_film() -> None:
+    """The chain from pure noise, frame by frame: a few images down, the frames across."""
+    job = st.session_state[FILM].jobs[0]
+    frames = job.frames
+    if not frames:
+        return
+    if not job.done:
+        st.progress(min(1.0, job.iteration / max(job.budget, 1)),
+                    text=f"{job.state}: step {job.iteration} of {job.budget}, {job.compute_s:.1f} s")
+    keep = sorted(set(np.linspace(0, len(frames) - 1, min(FILM_FRAMES, len(frames))).round().astype(int)))
+    originals = draw.to_uint8(job.setup.images)
+    for i in range(min(FILM_IMAGES, len(originals))):
+        film = np.stack([frames[k].images[i] for k in keep] + [originals[i]])
+        draw.strip(film, [f"step {frames[k].iteration}" for k in keep] + ["the private image"], size=56,
+                   limit=FILM_FRAMES + 1)
+    last = frames[-1]
+    st.caption(f"Latest frame: PSNR {last.psnr:.1f} dB over the batch, gradient distance {last.loss:.3g}.")
+
+
+st.markdown("**The diffusion sampler, frame by frame.** Start from pure noise (no VAE this time) and watch the guided "
+            "chain: each column is the model's clean guess x̂₀ at one step, each row one image of the batch.")
+film_cfg = page_config(batch, victim, "diffusion", time_limit=float(seconds), restarts=1, start="noise",
+                       sigma_g=SIGMA * TRUST[trust])
+st.button("Watch the sampler from noise", key="prior.film.go", on_click=common.attempt, disabled=not ready,
+          args=(start, FILM, film_cfg, setup, float(seconds), False, "diffusion from noise"),
+          icon=":material/movie:")
+if st.session_state.get(FILM) is not None:
+    live(st.session_state[FILM].jobs, show_film, key="prior.film.live")
+    if st.session_state[FILM].jobs[0].done:
+        st.markdown("What to notice: the first frames are blurry averages of every digit; the gradient's pull "
+                    "decides early *which* digit sits where, and the later steps only sharpen strokes. From pure "
+                    "noise this small model (trained half an hour on one CPU thread) fits worse than the VAE: "
+                    "that is why the attack above starts from the VAE's answer and only re-draws it.")
+
 # --- 4. when the prior is wrong ---------------------------------------------------------------------
 st.subheader("4. When the prior is wrong", anchor=False)
 st.markdown("The prior is an assumption: *the images are handwritten digits*. Attack clothes or faces with the "
@@ -385,6 +482,8 @@ if wrong is not None:
 
 common.try_this(
     "Run at 16 images, then race it against Inverting Gradients: same leak, same seconds. Which one gives digits?",
+    "Set 32 images on the wider ConvNet and race the VAE against diffusion: are the diffusion prior's sharper digits "
+    "the victims' (PSNR, nearer their victim) or the prior's favourites?",
     "Set the batch to 4 and race again: with few images the pixel attack wins, because the prior can only draw "
     "what its VAE can draw.",
     "Set *Trust in the gradient* to *hardly*: every image drifts to a typical digit, and fewer are closer to their "

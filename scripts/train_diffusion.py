@@ -170,8 +170,10 @@ the model can redraw from that much noise (the analogue of the VAE's reconstruct
 
 ## Limits
 - 28x28 grey images of the one data set it was trained on; used on another set it is the wrong prior.
-- Trained for half an hour on one CPU thread: it is under-trained (many samples from pure noise are strokes,
-  not yet clean {kind}); it is strongest as a denoiser from the middle of the chain, which is how the attack uses it.
+- Trained {steps} steps ({minutes} min budget on one thread of a shared, heavily loaded CPU): under-trained.
+  {samples_note} (see the sample grid); it is strongest as a denoiser from
+  the middle of the chain (the table above), which is how the attack uses it. A longer run of the same
+  command (`--minutes`) is the first lever.
 - File size {size_mb:.1f} MB.
 """
 
@@ -227,7 +229,11 @@ def write_card(out: Path, card: dict) -> Path:
     path = out / f"{card['name']}_diffusion.md"
     path.write_text(CARD.format(
         source=SOURCES[card["name"]], holdout=HOLDOUT, torch=torch.__version__, base2=2 * recipe.base,
-        kind="digits" if card["name"] == "mnist" else "garments", **card,
+        samples_note=(f"Samples from pure noise are still noise after so few steps: a placeholder, good for the "
+                      f"wrong-prior demonstration only" if card["steps"] < 500 else
+                      f"Samples from pure noise are strokes, not yet clean "
+                      f"{'digits' if card['name'] == 'mnist' else 'garments'}"),
+        **card,
     ))
     return path
 
