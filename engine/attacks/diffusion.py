@@ -213,7 +213,17 @@ class DiffusionPriorAttack:
             vae_deadline = begin + (deadline - begin) * s.vae_share
             space, basis = self.vae.refinement(leak)
             run = self.vae._restart(leak, labels, restart, clock, vae_deadline, samples, space, basis)
-            kept, last = yield from _forward(run, clock)
+            last = None
+            try:
+                while True:  # passed on as they come: the caller's _forward discounts the pauses, once
+                    try:
+                        last = next(run)
+                    except StopIteration as end:
+                        kept = end.value
+                        break
+                    yield last
+            finally:
+                run.close()
             taken = last.iteration if last is not None else 0
             if kept is None:
                 return None
