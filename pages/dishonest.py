@@ -180,9 +180,11 @@ if vet:
         hv = None if hidden is None else common.attempt(verdicts, to_json(hidden_cfg))
         if hidden is not None and hv is not None:
             state = "refuses" if hv[0].refused else "accepts"
-            st.warning(f"The phone runs the same checks and **{state}** the model: "
-                       f"{', '.join(CHECKS)} all {'fail' if hv[0].refused else 'pass'}. The round goes ahead and "
-                       f"**{hidden.exact_count} of 64** images come back exactly.", icon=":material/visibility_off:")
+            failed = sorted({WORDS[f.check] for f in hv[0].findings})
+            verdict = f"it flags {', '.join(failed)}" if failed else f"all {len(CHECKS)} checks pass"
+            st.warning(f"The phone runs the same checks and **{state}** the model: {verdict}. The round goes "
+                       f"ahead and **{hidden.exact_count} of 64** images come back exactly.",
+                       icon=":material/visibility_off:")
             draw.strip(row_pictures(hidden.setup.model, 8)[0], size=56, limit=8)
             st.caption("The disguised rows: no two alike any more, yet each still measures the mean brightness of "
                        "a digit.")
