@@ -33,6 +33,7 @@ from .imprint import Readout, read_rows
 __all__ = ["trap_model", "read_trap", "trap_rows"]
 
 SAME = 1e-6  # mean squared difference under which two candidates are the same image
+CANDIDATES = 4096  # rows compared pairwise at most (the strongest): the (R, R) distances stay in memory
 LEVELS = 255  # images are stored in 8 bits: a real one's pixels sit on the grid k / 255, a mixture's do not
 
 
@@ -74,6 +75,7 @@ def read_trap(leak: Leak) -> Readout:
     if not isinstance(model, MaliciousModel) or model.plan.kind != "trap":
         raise ValueError("the trap attack reads a trap-weight model's update: set leak.server=trap")
     images, rows, strength = read_rows(leak.update["front.rows.weight"], leak.update["front.rows.bias"], leak.image_shape)
+    images, rows, strength = images[:CANDIDATES], rows[:CANDIDATES], strength[:CANDIDATES]  # strongest first
     flat = images.flatten(1)  # (R, N)
     violation = (flat.clamp(max=0).abs() + (flat - 1).clamp(min=0)).mean(1)  # (R,) 0 for a valid image
     off_grid = ((flat * LEVELS) - (flat * LEVELS).round()).abs().mean(1) / LEVELS  # (R,) 0 for 8-bit pixels

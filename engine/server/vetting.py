@@ -33,6 +33,7 @@ CHECKS = ("architecture", "identical_rows", "sorted_biases", "rarely_active")
 PARALLEL = 0.95  # |cos| above which two rows count as the same measurement
 PARALLEL_SHARE = 0.05  # share of a weight's rows with a parallel partner that is flagged
 MIN_FAN_IN = 64  # rows shorter than this are too short for the cosine to mean much
+MAX_ROWS = 2048  # rows of one weight compared pairwise (a larger layer is sampled evenly)
 SORTED_SHARE = 0.95  # share of neighbouring biases in order that is flagged
 MIN_BIASES = 16
 RARE_SHARE = 0.5  # share of a layer's units that fire for at most one image that is flagged
@@ -102,11 +103,16 @@ def check_identical_rows(received: nn.Module) -> list[Finding]:
     for name, w in received.named_parameters():
         if w.dim() < 2 or w[0].numel() < MIN_FAN_IN or len(w) < 8:
             continue
-        rows = nn.functional.normalize(w.detach().flatten(1).double(), dim=1)  # (k, fan_in)
+        rows = w.detach().flatten(1)
+        if len(rows) > MAX_ROWS:  # an evenly spaced sample keeps the (k, k) cosines in memory
+            rows = rows[torch.linspace(0, len(rows) - 1, MAX_ROWS, device=rows.device).long()]
+        rows = nn.functional.normalize(rows.double(), dim=1)  # (k, fan_in)
         cos = (rows @ rows.T).abs().fill_diagonal_(0)  # (k, k)
         share = float((cos.max(1).values > PARALLEL).double().mean())
         if share > PARALLEL_SHARE:
-            findings.append(Finding("identical_rows", name, f"{share:.0%} of its {len(w)} rows have a near-parallel twin"))
+            sampled = f" (an even sample of {MAX_ROWS})" if len(w) > MAX_ROWS else ""
+            findings.append(Finding("identical_rows", name, f"{share:.0%} of its {len(w)} rows{sampled} have a "
+                                    "near-parallel twin"))
     return findings
 
 
