@@ -118,6 +118,7 @@ def _ray(config: Config) -> Callable[[Report], dict]:
     from flwr.serverapp import ServerApp
 
     federated_data(config)  # errors (too many clients, no train part) before the thread starts
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU asked for: Ray's warning about it
     client = ray_client_app(config)
     no_deadline = replace(config, federation=replace(config.federation, deadline=RAY_TIMEOUT))
 
