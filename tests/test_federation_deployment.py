@@ -4,7 +4,8 @@ What a user types (README, "Flower's Deployment Runtime"), started here as proce
 127.0.0.1 ports, with Flower's home and $HOME in a temporary folder and telemetry off; `flwr run`
 trains two rounds and the ServerApp's rounds.jsonl must show both partitions replying and the same
 test accuracy as the in-process backend on the same config. Everything is torn down whatever happens.
-Marked `deployment` (deselect with `-m "not deployment"`); it skips when Flower's CLI is missing.
+Marked `deployment`, opt-in (pytest.ini deselects it; run it with `-m deployment`): about 3 minutes
+on 2 busy cores, most of it Python starting up. It skips when Flower's CLI is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "flower"
 NODES = 2
 RUN_CONFIG = {"federation.rounds": 2, "federation.batch_size": 500}  # 4 local steps a round: seconds, not minutes
-RUN_TIMEOUT = 420  # seconds for `flwr run`; two rounds take well under a minute on an idle 2-core machine
+RUN_TIMEOUT = 420  # seconds for `flwr run`; the whole test took 187 s on 2 cores at a load average of 15-17
 
 
 def _free_port() -> int:
