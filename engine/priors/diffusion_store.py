@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .diffusion import Diffusion, UNet
-from .store import PRIORS, PRIORS_DIR, PriorError
+from .store import PRIORS, PRIORS_DIR, PriorError, load_checked
 
 __all__ = ["DIFFUSION_FORMAT", "DiffusionPrior", "diffusion_path", "load_diffusion", "save_diffusion"]
 
@@ -103,15 +103,5 @@ def _build(path: Path, blob: dict) -> Diffusion:
         model = Diffusion(unet, int(config["timesteps"]), float(config["beta_start"]), float(config["beta_end"]))
     except (TypeError, ValueError, RuntimeError) as error:
         raise PriorError(f"{path}: config {config!r} does not build a denoiser: {error}") from error
-    expected = unet.state_dict()
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or extra:
-        raise PriorError(f"{path}: state_dict does not match the config: missing {missing}, unexpected {extra}")
-    for key, tensor in expected.items():
-        if not isinstance(state[key], torch.Tensor) or state[key].shape != tensor.shape:
-            got = tuple(state[key].shape) if isinstance(state[key], torch.Tensor) else type(state[key]).__name__
-            raise PriorError(
-                f"{path}: tensor {key!r} has shape {got}, but the stored config {config} needs {tuple(tensor.shape)}"
-            )
-    unet.load_state_dict(state)
+    load_checked(path, unet, state, config)
     return model

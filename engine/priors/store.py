@@ -125,7 +125,14 @@ def _build_vae(path: Path, blob: dict) -> ConvVAE:
         vae = ConvVAE(**{k: int(config[k]) for k in CONFIG_KEYS})
     except (TypeError, ValueError) as error:
         raise PriorError(f"{path}: config {config!r} does not build a ConvVAE: {error}") from error
-    expected = vae.state_dict()
+    load_checked(path, vae, state, config)
+    return vae
+
+
+def load_checked(path: Path, module: torch.nn.Module, state: dict, config: dict) -> None:
+    """Load ``state`` into ``module`` after checking it names the same tensors with the same shapes;
+    ``PriorError`` naming the first that differs otherwise."""
+    expected = module.state_dict()
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or extra:
         raise PriorError(f"{path}: state_dict does not match the config: missing {missing}, unexpected {extra}")
@@ -135,8 +142,7 @@ def _build_vae(path: Path, blob: dict) -> ConvVAE:
             raise PriorError(
                 f"{path}: tensor {key!r} has shape {got}, but the stored config {config} needs {tuple(tensor.shape)}"
             )
-    vae.load_state_dict(state)
-    return vae
+    module.load_state_dict(state)
 
 
 def _class_stat(path: Path, blob: dict, key: str, latent: int) -> torch.Tensor:
