@@ -101,11 +101,15 @@ def training(rows: list[str]) -> dict[str, object]:
     return {}
 
 
-def leakage(seconds: float, rounds: tuple[int, ...] = (1, 5, 20)) -> None:
+SMALL_CLIENTS = ["federation.clients=400", "federation.local_epochs=1"]  # 10 images each, one local step
+
+
+def leakage(seconds: float, rounds: tuple[int, ...] = (1, 5, 20), small: bool = False) -> None:
     """Part 3: the same attacks on one client's reply as the model trains."""
-    print(f"\n3. attacks on one client's reply of the IID run (40 images, 13 local steps), {seconds:g} s each")
+    what = "400 clients of 10 images, 1 local step" if small else "40 images, 13 local steps"
+    print(f"\n3. attacks on one client's reply of the IID run ({what}), {seconds:g} s each")
     print(f"{'round':>5} {'client':>6} {'method':>10} {'PSNR dB':>8} {'SSIM':>6} {'labels':>7} {'s':>5}")
-    base = with_overrides(Config(), TRAINING)
+    base = with_overrides(Config(), TRAINING + (SMALL_CLIENTS if small else []))
     for server_round in rounds:
         client = server_view(base, server_round).clients[0]
         for method, extra in (("dlg", ["attack.init=class_mean", "attack.iterations=100000"]),
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1,2")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"part 2's runs, of {', '.join(ROWS)}")
     parser.add_argument("--attack-seconds", type=float, default=30.0, help="part 3's time budget per attack")
+    parser.add_argument("--small-clients", action="store_true", help="part 3 on a run of 400 clients of 10 images, "
+                        "one local epoch (one step), where a reply is easier to invert")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -139,7 +145,7 @@ def main() -> None:
     if "2" in parts:
         training([r for r in args.rows.split(",") if r])
     if "3" in parts:
-        leakage(args.attack_seconds)
+        leakage(args.attack_seconds, small=args.small_clients)
     if "4" in parts:
         from federation_ray import ray_vs_inprocess  # bench/federation_ray.py
 
