@@ -240,9 +240,11 @@ def _simulate(args: argparse.Namespace) -> int:
     last = records[-1]
     eps = "" if last.epsilon is None else f", epsilon {last.epsilon:.3g} at delta {config.defence.dp.delta:g}"
     aborted = sum(1 for r in records if r.aborted)
+    clock = (f"{last.virtual_seconds:.0f} virtual seconds" if math.isfinite(last.virtual_seconds)
+             else f"no virtual clock ({config.federation.backend})")
     print(
         f"{len(records)} rounds{' (stopped by user)' if stopped else ''}: test accuracy "
-        f"{history.initial_accuracy:.1%} -> {last.accuracy:.1%}, {last.virtual_seconds:.0f} virtual seconds{eps}"
+        f"{history.initial_accuracy:.1%} -> {last.accuracy:.1%}, {clock}{eps}"
         f"{f', {aborted} rounds aborted' if aborted else ''} -> {args.out}/ ({', '.join(p.name for p in paths.values())})"
     )
     return EXIT_INTERRUPTED if stopped else 0
