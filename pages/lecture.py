@@ -43,7 +43,7 @@ STEPS = (
     Step("poisoned", "Poisoned clients", ("federation.attack=sign_flip", "federation.attackers=0.2",
                                           "federation.strategy=multikrum"),
          "Three phones of 15 send -10x their update: FedAvg's curve falls to chance, MultiKrum's stays. Now pick "
-         "*ALIE* and the *median*, and press *Run clean, attacked, defended*."),
+         "*IPM* and *Krum*, and press *Run clean, attacked, defended*: no aggregator wins every attack."),
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
     Step("prior", "A prior for 16 digits", (),

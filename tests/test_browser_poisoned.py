@@ -24,5 +24,5 @@ def test_sign_flippers_then_alie_against_the_median(page, server, shots):  # noq
     page.get_by_text("defended (median)").first.wait_for(timeout=300_000)
     settle(page)
     clean(page)
-    assert "(attacker)" in main.inner_text()  # the kept grid marks the attackers
+    assert "Weight each phone's update got" in main.inner_text()  # the kept grid and its legend
     shoot(page, shots, "poisoned-alie-median")

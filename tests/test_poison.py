@@ -128,3 +128,13 @@ def test_same_seed_same_poisoned_run():
     first, second = run(*cfg), run(*cfg)
     assert first.to_dict() == second.to_dict()
     assert all(r.kept for r in first.records)
+
+
+def test_the_backdoor_climbs_under_fedavg_and_norm_clipping_lowers_it():
+    backdoor = ["federation.attack=backdoor", "federation.attackers=0.2", "federation.poison.start=2"]
+    plain = run(*backdoor)
+    clipped = run(*backdoor, "federation.strategy=norm_clip")
+    before, after = plain.records[0].attack_success, plain.records[-1].attack_success
+    assert after > before + 0.3  # round 1 is honest; from round 2 the trigger takes over
+    assert clipped.records[-1].attack_success < after - 0.3
+    assert all(r.attack_success is not None for r in plain.records)
