@@ -218,3 +218,16 @@ def test_config_and_command_line_take_it(tmp_path: Path) -> None:
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["closer_to_victim"] <= 1 and (out / "prior.png").is_file()
+
+
+def test_closing_the_stream_mid_run_stops_it(mnist_vae, mnist_diffusion) -> None:
+    """Stop mid-run: in the VAE stage or in the chain, closing the generator ends the attack."""
+    setup = setup_for(["data.batch_size=2"])
+    for skip in (3, 40):
+        settings = DiffusionSettings(iterations=30, refine=0, sampler_steps=20, restarts=2)
+        steps = DiffusionPriorAttack(settings, mnist_diffusion, mnist_vae).steps(setup.leak)
+        for _, step in zip(range(skip), steps):
+            pass
+        steps.close()
+        with pytest.raises(StopIteration):
+            next(steps)
