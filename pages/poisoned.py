@@ -127,7 +127,8 @@ else:
     clients = sorted({c for k in defended.kept for c in k})
     grid = pd.DataFrame({f"round {r + 1}": [k.get(c) for c in clients] for r, k in enumerate(defended.kept)},
                         index=[f"phone {c}{' (attacker)' if c in bad else ''}" for c in clients])
-    st.dataframe(grid.style.format("{:.2f}", na_rep="-").map(lambda v: shade(v, 0.0, 1.0)),
+    top = float(grid.max().max()) or 1.0  # a median's shares sum to 1 a round: colour against the largest
+    st.dataframe(grid.style.format("{:.2f}", na_rep="-").map(lambda v: shade(v, 0.0, top)),
                  height=min(36 * len(grid) + 40, 600))
     st.caption("Weight each phone's update got (0 = dropped). Krum and MultiKrum: chosen or not; median, trimmed "
                "mean, Bulyan: share of coordinates where its value counted; clipping: its scale; FLTrust: its trust.")
