@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_app import metric, open_page, texts  # noqa: F401
+from test_app import metric, open_page, texts
 
 NARROW = {"model.width": "4"}  # the page's 15 phones, on a narrow ConvNet: each run takes a few seconds
 
@@ -42,3 +42,17 @@ def test_a_broken_precondition_is_one_error_and_the_session_goes_on():
     assert at.error and "bulyan needs n >= 4f + 3" in at.error[0].value
     at.selectbox(key="w:federation.strategy").set_value("multikrum").run()
     assert not at.exception and not at.error
+
+
+def test_the_lecture_step_follows_the_fl_run_and_opens_on_its_recording():
+    from pages.common import PAGES
+    from pages.lecture import STEPS
+
+    keys, steps = [p.key for p in PAGES], [s.page for s in STEPS]
+    assert keys.index("poisoned") == keys.index("federation") + 1
+    assert steps.index("poisoned") == steps.index("federation") + 1
+    step = STEPS[steps.index("poisoned")]
+    at = open_page("pages/poisoned.py", **dict(s.split("=") for s in step.settings))
+    assert "Recorded earlier" in texts(at)
+    assert metric(at, "attacked (FedAvg, sign flip (sends -10 x its update))") == "10.0%"
+    assert float(metric(at, "defended (MultiKrum)").rstrip("%")) > 50
