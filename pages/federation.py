@@ -5,7 +5,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from engine.config import with_overrides
+from engine.config import FederationConfig, with_overrides
 from pages import common, draw
 from pages.fl_runner import FederationJob, recorded
 from pages.runner import live
@@ -41,6 +41,15 @@ def choices(dotted: str, options: list) -> list:
 
 # --- 1. the federation ----------------------------------------------------------------------------
 st.subheader("1. The federation", anchor=False)
+fed = common.config().federation
+if fed.attack != "none" or fed.strategy not in ("fedavg", "fedprox"):
+    st.info(f"This federation still carries the *Poisoned clients* page's settings: attack '{fed.attack}' by "
+            f"{fed.attackers:.0%} of the phones, aggregated by '{fed.strategy}'.", icon=":material/coronavirus:")
+if fed != FederationConfig() and st.button("Back to the default federation", icon=":material/restart_alt:",
+                                           key="fl.defaults", help="100 honest phones, FedAvg, 20 rounds: the "
+                                           "recorded run shows at once."):
+    common.set_config(replace(common.config(), federation=FederationConfig()))
+    st.rerun()
 c1, c2, c3, c4 = st.columns(4)
 common.setting(c1.select_slider, "Phones", "federation.clients", choices("federation.clients", [20, 50, 100, 200, 400]),
                help="Clients, each holding its share of the 4,000 bundled train digits.")
@@ -86,7 +95,8 @@ if job is None or job.config != run_cfg:
     job = recorded(run_cfg)
     st.session_state[JOB] = job
 b1, b2, _ = st.columns([1, 1, 3])
-if b1.button("Run this federation", type="primary", icon=":material/play_arrow:", disabled=job is not None and job.running):
+if b1.button("Run this federation", type="primary", icon=":material/play_arrow:", key="fl.run",
+             disabled=job is not None and job.running):
     job = st.session_state[JOB] = FederationJob.start(run_cfg)
 if b2.button("Stop", icon=":material/stop:", disabled=job is None or not job.running):
     job.stop()

@@ -21,7 +21,7 @@ def test_the_default_run_shows_at_once_from_its_recording():
 def test_a_small_run_goes_round_by_round_then_attacks_a_phone():
     at = open_page("pages/federation.py", **SMALL, **{"federation.dropout": "0.2"})
     assert "Press **Run this federation**" in texts(at)
-    at.button[0].click().run()  # Run this federation
+    at.button(key="fl.run").click().run()
     drain(at, lambda a: "2 of 2 rounds, finished" in texts(a))
     assert metric(at, "Epsilon spent") == "∞ (no DP)"
     assert any("phones sampled" in c.value for c in at.caption)
@@ -37,7 +37,7 @@ def test_a_small_run_goes_round_by_round_then_attacks_a_phone():
 def test_dp_noise_and_secure_aggregation_on_the_page():
     at = open_page("pages/federation.py", **SMALL, **{"defence.dp.noise_multiplier": "1.0",
                                                        "defence.secure_aggregation": "true"})
-    at.button[0].click().run()
+    at.button(key="fl.run").click().run()
     drain(at, lambda a: "2 of 2 rounds, finished" in texts(a))
     assert float(metric(at, "Epsilon spent")) > 0
     assert at.selectbox(key="fl.target").options == ["the aggregate of all 4 phones"]
@@ -46,8 +46,19 @@ def test_dp_noise_and_secure_aggregation_on_the_page():
 def test_a_setting_no_round_can_meet_is_one_clear_message():
     at = open_page("pages/federation.py", **SMALL, **{"federation.deadline": "0.5",
                                                        "federation.bandwidth.up.median": "0.5"})
-    at.button[0].click().run()
+    at.button(key="fl.run").click().run()
     drain(at, lambda a: len(a.error) > 0)
     assert "deadline" in at.error[0].value
     at.select_slider(key="w:federation.deadline").set_value(30.0).run()
     assert not at.exception
+
+
+def test_the_poisoned_pages_settings_are_named_and_the_default_comes_back():
+    at = open_page("pages/federation.py", **{"federation.clients": "15", "federation.fraction": "1.0",
+                                             "federation.attack": "sign_flip", "federation.strategy": "multikrum",
+                                             "federation.attackers": "0.2"})  # as the Poisoned page leaves them
+    assert any("Poisoned clients" in i.value for i in at.info)
+    at.button(key="fl.defaults").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["config"].federation == type(at.session_state["config"].federation)()
+    assert "recorded earlier" in texts(at)
