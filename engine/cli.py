@@ -19,12 +19,13 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 from .config import Config, ConfigError, from_json, to_json, with_overrides
 
 __all__ = ["main"]
 
+T = TypeVar("T")
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -72,6 +73,25 @@ def _load(path: Optional[Path], overrides: Sequence[str], default: Optional[Conf
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     return with_overrides(config, overrides)
+
+
+def _collect(items: Iterator[T], total: int, desc: str, unit: str, postfix: Callable[[T], dict]) -> tuple[list[T], bool]:
+    """Drain `items` under a progress bar of `total` steps; Ctrl-C keeps what came. Returns (items, stopped)."""
+    from tqdm import tqdm
+
+    done, stopped = [], False
+    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr) as bar:
+        try:
+            for item in items:
+                done.append(item)
+                bar.set_postfix(**postfix(item), refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            if hasattr(items, "close"):
+                items.close()  # a generator's work (a Flower server thread) ends with it
+    return done, stopped
 
 
 def _attack(setup, config: Config):
@@ -142,22 +162,13 @@ def _sweep(args: argparse.Namespace) -> int:
     config = _load(args.config, args.overrides)
     if args.rounds < 1 or args.clients < 1:
         raise ConfigError(f"--rounds and --clients must be >= 1, got {args.rounds} and {args.clients}")
-    from tqdm import tqdm
-
     from .sweep import sweep_points
     from .utility import Training
     from .report import save_sweep
 
     training = Training(rounds=args.rounds, clients=args.clients) if args.utility else None
-    points, stopped = [], False
-    with tqdm(total=len(values), desc=args.param, unit="value", file=sys.stderr) as bar:
-        try:
-            for point in sweep_points(config, args.param, values, training):
-                points.append(point)
-                bar.set_postfix(value=point.value, psnr=f"{point.psnr:.1f}", refresh=False)
-                bar.update(1)
-        except KeyboardInterrupt:  # keep the points done so far
-            stopped = True
+    points, stopped = _collect(sweep_points(config, args.param, values, training), len(values), args.param, "value",
+                               lambda point: {"value": point.value, "psnr": f"{point.psnr:.1f}"})
     if not points:
         print("stopped by user before the first value finished", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -178,22 +189,10 @@ def _federated_sweep(args: argparse.Namespace, values: list[str]) -> int:
     config = _load(args.config, args.overrides, Config(model=ModelConfig(name="convnet")))
     for v in values:  # every value checked before the first run (Krum's n > 2f + 2, ...)
         with_overrides(config, [f"{args.param}={v}"])
-    from tqdm import tqdm
-
     from .federation.sweep import federated_sweep, save_federated_sweep
 
-    points, stopped = [], False
-    sweep = federated_sweep(config, args.param, values)
-    with tqdm(total=len(values), desc=args.param, unit="run", file=sys.stderr) as bar:
-        try:
-            for point in sweep:
-                points.append(point)
-                bar.set_postfix(value=point.value, accuracy=f"{point.history.records[-1].accuracy:.1%}", refresh=False)
-                bar.update(1)
-        except KeyboardInterrupt:
-            stopped = True
-        finally:
-            sweep.close()
+    points, stopped = _collect(federated_sweep(config, args.param, values), len(values), args.param, "run",
+                               lambda p: {"value": p.value, "accuracy": f"{p.history.records[-1].accuracy:.1%}"})
     if not points:
         print("stopped by user before the first run finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -212,26 +211,14 @@ def _simulate(args: argparse.Namespace) -> int:
     from .config import ModelConfig
 
     config = _load(args.config, args.overrides, Config(model=ModelConfig(name="convnet")))
-    from tqdm import tqdm
-
     from .federation import History, simulate
     from .federation.report import save_history
 
     initial: list[float] = []
-    records, stopped = [], False
     rounds = simulate(config, lambda loss, accuracy: initial.extend([loss, accuracy]))
-    with tqdm(total=config.federation.rounds, desc="rounds", unit="round", file=sys.stderr) as bar:
-        try:
-            for record in rounds:
-                records.append(record)
-                eps = "-" if record.epsilon is None else f"{record.epsilon:.3g}"
-                bar.set_postfix(accuracy=f"{record.accuracy:.1%}", replied=f"{record.replied}/{record.sampled}",
-                                epsilon=eps, refresh=False)
-                bar.update(1)
-        except KeyboardInterrupt:
-            stopped = True
-        finally:
-            rounds.close()  # the Flower server thread ends with it
+    records, stopped = _collect(rounds, config.federation.rounds, "rounds", "round", lambda r: {
+        "accuracy": f"{r.accuracy:.1%}", "replied": f"{r.replied}/{r.sampled}",
+        "epsilon": "-" if r.epsilon is None else f"{r.epsilon:.3g}"})
     if not records:
         print("stopped by user before the first round finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
