@@ -218,4 +218,4 @@ common.try_this(
     "Set 400 phones (10 digits each) and 1 local epoch, run, then attack a phone's update in round 1 and in round 10 "
     "on the DLG page: the same attack, a different model, a different leak.",
 )
-common.page_next("dlg", "DLG in four stages")
+common.page_next("poisoned", "poisoned clients: the phones attack the model instead")
