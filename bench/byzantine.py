@@ -8,7 +8,8 @@
 
 1. accuracy: test accuracy after the run for every aggregator x attack (none, sign flip, Gaussian,
    ALIE, IPM with epsilon 0.1 and 10, label flip, backdoor with its success rate on triggered test
-   images, attacking from round 2), IID and Dirichlet 0.1. Every run: the ConvNet, 20 clients all taking
+   images, attacking from round 2 of a run whose round-0 model the server pretrained for 3 epochs on its
+   public images, beside that pretrained run with no attacker), IID and Dirichlet 0.1. Every run: the ConvNet, 20 clients all taking
    part (--clients), 4 attackers (20%), 3 rounds of 2 local epochs, the aggregators assume f = 4 (also
    with no attacker: the server cannot know), seed 0.
    Under Dirichlet 0.1 also: the honest clients Krum and MultiKrum dropped per round with no attacker.
@@ -42,7 +43,8 @@ ATTACKS = {  # column -> overrides
     "ipm_0.1": ["federation.attack=ipm", "federation.poison.epsilon=0.1"],
     "ipm_10": ["federation.attack=ipm", "federation.poison.epsilon=10"],
     "label_flip": ["federation.attack=label_flip"],
-    "backdoor": ["federation.attack=backdoor", "federation.poison.start=2"],
+    "pretrained": ["federation.attack=none", "federation.pretrain=3"],  # the backdoor's clean baseline
+    "backdoor": ["federation.attack=backdoor", "federation.poison.start=2", "federation.pretrain=3"],
 }
 CLIENTS, F = 50, 10  # the cosine table; the accuracy runs take --clients (f = 20% of them)
 

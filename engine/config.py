@@ -303,6 +303,7 @@ class FederationConfig:
     local_epochs: int = 5  # E: passes over its share a sampled client makes
     batch_size: int = 16  # local mini-batch B
     lr: float = 0.1  # local SGD learning rate
+    pretrain: int = 0  # epochs the server first trains round 0's model on its public images (0: from its random init)
     strategy: Literal["fedavg", "fedprox", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "norm_clip",
                       "centered_clip", "fltrust"] = "fedavg"  # the Flower strategy the server runs
     proximal_mu: float = 0.01  # fedprox: weight of (mu / 2) ||w - w_t||^2 in the local loss
@@ -328,6 +329,7 @@ class FederationConfig:
         _require(1 <= self.local_epochs <= 100, "local_epochs must be from 1 to 100", self.local_epochs)
         _require(1 <= self.batch_size <= 1024, "batch_size must be from 1 to 1024", self.batch_size)
         _require(0 < self.lr <= 10, "lr must be in (0, 10]", self.lr)
+        _require(0 <= self.pretrain <= 20, "pretrain must be from 0 to 20 epochs", self.pretrain)
         _require(0 <= self.proximal_mu <= 100, "proximal_mu must be from 0 to 100", self.proximal_mu)
         _require(0 <= self.dropout < 1, "dropout must be in [0, 1) (at 1 no client ever replies)", self.dropout)
         _require(0 < self.deadline <= 1e6, "deadline must be in (0, 1e6] seconds (at 0 no client replies)", self.deadline)

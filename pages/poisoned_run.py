@@ -12,10 +12,12 @@ PAGE_RUN = ["model.name=convnet", *(f"{k}={v}" for k, v in SIZE.items()), "feder
 
 
 def page_overrides(config: Config) -> list[str]:
-    """The page's settings over the learner's: its small federation, Dirichlet 0.1 when non-IID, and a
-    backdoor that waits one round (model replacement aims at a model that has learnt something)."""
+    """The page's settings over the learner's: its small federation, Dirichlet 0.1 when non-IID, and for
+    the backdoor a server that starts from a model pretrained on its public digits and attackers who
+    wait one round (model replacement aims at a model that has learnt, Bagdasaryan et al. 2020)."""
     extra = ["data.alpha=0.1"] if config.data.split == "dirichlet" else []
-    extra += ["federation.poison.start=2"] if config.federation.attack == "backdoor" else []
+    if config.federation.attack == "backdoor":
+        extra += ["federation.pretrain=3", "federation.poison.start=2"]
     return PAGE_RUN + extra
 
 

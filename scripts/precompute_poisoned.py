@@ -29,7 +29,8 @@ OUT = ROOT / "assets" / "precomputed" / "poisoned.json"
 SETTINGS = [  # (attack, strategy, non-IID); keep in step with pages/poisoned.py and pages/lecture.py
     ("none", "fedavg", False), ("sign_flip", "fedavg", False), ("sign_flip", "multikrum", False),
     ("alie", "median", False), ("alie", "multikrum", False), ("ipm", "krum", False),
-    ("backdoor", "fedavg", False), ("backdoor", "norm_clip", False), ("label_flip", "fedavg", False),
+    ("backdoor", "fedavg", False), ("backdoor", "norm_clip", False), ("backdoor", "fltrust", False),
+    ("label_flip", "fedavg", False),
     ("none", "krum", True),
 ]
 
@@ -86,7 +87,7 @@ def main() -> None:
     if args.table:
         data["table"] = table_from(args.table)
     if not args.only_table:
-        memo: dict = {}
+        data["runs"], memo = {}, {}  # recorded afresh: a changed config field changes every key
         for setting in SETTINGS:
             key, three = runs(setting, memo)
             data["runs"][key] = three

@@ -2,6 +2,7 @@
 
     for label, outcome in compare(config): ...        # "clean", "attacked", "defended", in that order
     outcome.accuracy, outcome.attack_success           # per round, round 0 first (accuracy)
+    outcome.honest_cosine                              # per round: cos(the step, the honest clients' FedAvg)
     outcome.kept                                       # per round: {client: weight it got}
     outcome.trigger                                    # backdoor: one test digit, with and without the trigger
 
@@ -51,6 +52,7 @@ class RunOutcome:
     replied: tuple[tuple[int, ...], ...]  # per round
     attackers: tuple[int, ...]
     trigger: Optional[TriggerTest] = None
+    honest_cosine: tuple[Optional[float], ...] = ()  # per round 1..R: the step against the honest clients' FedAvg
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -62,7 +64,8 @@ class RunOutcome:
         kept = tuple({int(c): float(w) for c, w in k.items()} for k in d["kept"])
         trigger = TriggerTest(**d["trigger"]) if d.get("trigger") else None
         return cls(d["strategy"], d["attack"], tuple(d["accuracy"]), tuple(d["attack_success"]), kept,
-                   tuple(tuple(r) for r in d["replied"]), tuple(d["attackers"]), trigger)
+                   tuple(tuple(r) for r in d["replied"]), tuple(d["attackers"]), trigger,
+                   tuple(d.get("honest_cosine", ())))
 
 
 def run_outcome(config: Config) -> RunOutcome:
@@ -81,6 +84,7 @@ def run_outcome(config: Config) -> RunOutcome:
         f.strategy, f.attack, (history.initial_accuracy,) + tuple(r.accuracy for r in records),
         tuple(r.attack_success for r in records), tuple(dict(r.kept) for r in records),
         tuple(r.clients for r in records), tuple(sorted(attackers(config))), trigger,
+        tuple(r.honest_cosine for r in records),
     )
 
 

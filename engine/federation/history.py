@@ -18,7 +18,7 @@ from .strategy import ServerView
 __all__ = ["RoundRecord", "History", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("round", "virtual_seconds", "round_seconds", "sampled", "replied", "dropped", "straggled",
-               "bytes_up", "bytes_down", "accuracy", "loss", "epsilon", "attack_success", "aborted")
+               "bytes_up", "bytes_down", "accuracy", "loss", "epsilon", "attack_success", "honest_cosine", "aborted")
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +39,7 @@ class RoundRecord:
     epsilon: Optional[float]  # spent so far at defence.dp.delta; None without noise
     aborted: str = ""  # why the round applied no aggregate
     attack_success: Optional[float] = None  # poisoned runs with a backdoor: share of triggered test images misled
+    honest_cosine: Optional[float] = None  # poisoned rounds: cos(applied aggregate, the honest clients' FedAvg)
     clients: tuple[int, ...] = ()  # partition ids whose replies were aggregated
     kept: tuple[tuple[int, float], ...] = ()  # robust aggregation: (client, weight it got; 0 = dropped)
     timings: tuple[ClientTiming, ...] = ()  # each sampled client's phases (in-process backend)
@@ -49,11 +50,12 @@ class RoundRecord:
         out = {key: getattr(self, key) for key in CSV_COLUMNS}
         out["epsilon"] = "" if self.epsilon is None else self.epsilon
         out["attack_success"] = "" if self.attack_success is None else self.attack_success
+        out["honest_cosine"] = "" if self.honest_cosine is None else self.honest_cosine
         return out
 
     def to_dict(self) -> dict:
         out = self.row()
-        out["epsilon"], out["attack_success"] = self.epsilon, self.attack_success
+        out["epsilon"], out["attack_success"], out["honest_cosine"] = self.epsilon, self.attack_success, self.honest_cosine
         out["clients"] = list(self.clients)
         out["kept"] = [list(k) for k in self.kept]
         out["timings"] = [asdict(t) for t in self.timings]

@@ -19,7 +19,8 @@ Model poisoning by colluders who read the honest updates of their round (both pa
     IPM              Delta_a = -epsilon mu                                       # Eq. (4)  (Xie et al. 2019)
 Data poisoning, in the attacker's local training:
     label flip       y <- target wherever y = source                              # Eq. (5)  (Tolpegin et al. 2020)
-    backdoor         x <- x with a white square in the corner, y <- target, on a share of the images,
+    backdoor         x <- x with a white square in the corner, y <- target, on a share of the images
+                     spread over every mini-batch (the paper mixes 20 of 64 into each),
                      then model replacement: Delta_a = gamma Delta_a^backdoor,  gamma = n / f   # Eq. (6)
                      (Bagdasaryan et al. 2020, Eq. 3: X~ = gamma (X - G^t) + G^t, gamma = n / eta; the f
                      colluders split the boost, and the server learning rate eta is 1 here)
@@ -99,10 +100,11 @@ def poison_data(config: Config, client: int, images: torch.Tensor, labels: torch
         return images, labels
     if f.attack == "label_flip":
         return images, torch.where(labels == p.source, torch.full_like(labels, p.target), labels)  # Eq. (5)
-    count = max(1, round(p.share * len(images)))  # the first `count` of a shuffled batch carry the trigger
+    i = torch.arange(len(images))  # the share is shuffled each round: spread the triggered ones over every
+    chosen = torch.floor((i + 1) * p.share) > torch.floor(i * p.share)  # mini-batch, as the paper mixes them
     images, labels = images.clone(), labels.clone()
-    images[:count] = add_trigger(images[:count], p.trigger)  # Eq. (6)
-    labels[:count] = p.target
+    images[chosen] = add_trigger(images[chosen], p.trigger)  # Eq. (6)
+    labels[chosen] = p.target
     return images, labels
 
 

@@ -253,7 +253,9 @@ class LabFLTrust(LabStrategy, _OwnRule, FedAvg):
         return fltrust(updates, self.root_update(server_round))
 
     def root_update(self, server_round: int) -> torch.Tensor:
-        """g_0: the clients' local training, on the server's first `robust.root` public train images."""
+        """g_0: the clients' local training, on the server's first `robust.root` public train images, for as
+        many SGD steps as a client of average share takes (Cao et al. give the server the clients' R_l local
+        iterations: fewer steps would shrink g_0, and with it every rescaled update)."""
         config = self.lab
         data = federated_data(config)
         count = config.federation.robust.root
@@ -261,7 +263,8 @@ class LabFLTrust(LabStrategy, _OwnRule, FedAvg):
         images, labels = data.train_images[:count][order], data.train.labels[:count][order]
         model = architecture(config, data.num_classes)
         size = min(config.federation.batch_size, count)
-        delta = client_update(model, self.global_params, images, labels, "fedavg", local_steps(count, config),
+        share = round(sum(len(s) for s in data.shares) / len(data.shares))
+        delta = client_update(model, self.global_params, images, labels, "fedavg", local_steps(share, config),
                               config.federation.lr, size)
         return flatten({k: v.detach() for k, v in delta.items()})
 

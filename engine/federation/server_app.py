@@ -20,11 +20,10 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import Config
-from ..leakage import model_parameters
 from .client_app import architecture, lab_config, to_arrays, to_params
 from .poison import attack_success
 from .strategy import RoundOutcome, create_strategy
-from .task import evaluate, federated_data
+from .task import evaluate, federated_data, initial_params
 
 __all__ = ["app", "run_server", "Report"]
 
@@ -48,7 +47,7 @@ def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> N
             report(server_round, loss, accuracy, strategy.outcomes.get(server_round))
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
-    initial = {name: w.clone() for name, w in model_parameters(model).items()}
+    initial = initial_params(config, model)
     strategy.start(grid, to_arrays(initial), num_rounds=config.federation.rounds,
                    timeout=config.federation.deadline, evaluate_fn=evaluate_fn)
 

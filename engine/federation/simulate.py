@@ -237,6 +237,6 @@ def _record(server_round: int, loss: float, accuracy: float, outcome: RoundOutco
         dropped=status.count("dropped"), straggled=status.count("straggler"),
         bytes_up=sum(t.bytes_up for t in arrived), bytes_down=sum(t.bytes_down for t in timings),
         accuracy=accuracy, loss=loss, epsilon=ledger.epsilon(), aborted=outcome.aborted,
-        attack_success=outcome.attack_success, clients=tuple(outcome.replied),
+        attack_success=outcome.attack_success, honest_cosine=outcome.honest_cosine, clients=tuple(outcome.replied),
         kept=tuple(sorted(outcome.kept.items())), timings=timings, view=outcome.view,
     )

@@ -41,9 +41,9 @@ from ..defences import SecureAggregationError, add_gaussian_noise, clip_update, 
 from ..defences.secure_aggregation import flatten, unflatten
 from ..leakage import Params
 from .client_app import to_arrays, to_params
-from .poison import check_poison, collude
+from .poison import attackers, check_poison, collude
 
-__all__ = ["Reply", "ServerView", "RoundOutcome", "create_strategy", "STRATEGIES"]
+__all__ = ["Reply", "ServerView", "RoundOutcome", "create_strategy", "honest_cosine", "STRATEGIES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +83,20 @@ class RoundOutcome:
     secure_bytes: float = 0.0  # bytes a client sent through the secure protocol (0 without it)
     kept: dict[int, float] = field(default_factory=dict)  # robust aggregators: client -> weight it got (0: dropped)
     attack_success: Optional[float] = None  # a backdoor's success on triggered test images after the round
+    honest_cosine: Optional[float] = None  # poisoned rounds: cos(applied aggregate, the honest replies' FedAvg)
     view: Optional[ServerView] = None
+
+
+def honest_cosine(delta: Params, updates: list[Reply], bad: frozenset[int]) -> Optional[float]:
+    """How closely a poisoned round's applied aggregate follows what the honest clients alone would have
+    given: cos(Delta, sum_{k honest} n_k Delta_k / sum_{k honest} n_k), 1 = the attackers moved nothing.
+    A lab's measurement (the server cannot tell who is honest); None in a round without an attacker."""
+    honest = [u for u in updates if u.client not in bad]
+    if len(honest) == len(updates) or not honest:
+        return None
+    total = sum(u.num_examples for u in honest)
+    target = sum(u.num_examples / total * flatten(u.update) for u in honest)
+    return float(torch.nn.functional.cosine_similarity(flatten(delta), target, dim=0))
 
 
 class LabStrategy:
@@ -138,6 +151,7 @@ class LabStrategy:
         else:
             arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]  # Eq. (1)
             delta = {k: sent[k] - w for k, w in to_params(arrays).items()}
+        outcome.honest_cosine = honest_cosine(delta, updates, attackers(self.lab, server_round))
         if server_round in self.lab.federation.keep_views:
             hidden = d.secure_aggregation
             outcome.view = ServerView(

@@ -23,8 +23,8 @@ from .simulate import run_history
 
 __all__ = ["FederatedPoint", "federated_sweep", "save_federated_sweep", "SWEEP_COLUMNS"]
 
-SWEEP_COLUMNS = ("value", "accuracy", "best_accuracy", "attack_success", "attackers_weight", "honest_dropped",
-                 "virtual_seconds")
+SWEEP_COLUMNS = ("value", "accuracy", "best_accuracy", "attack_success", "honest_cosine", "attackers_weight",
+                 "honest_dropped", "virtual_seconds")
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,9 +40,11 @@ class FederatedPoint:
         bad = attackers(self.history.config)
         weights = [w for r in records for c, w in r.kept if c in bad]
         dropped = [sum(1 for c, w in r.kept if w == 0.0 and c not in bad) for r in records]
+        cosines = [r.honest_cosine for r in records if r.honest_cosine is not None]
         return {
             "value": self.value, "accuracy": last.accuracy, "best_accuracy": max(r.accuracy for r in records),
             "attack_success": "" if last.attack_success is None else last.attack_success,
+            "honest_cosine": sum(cosines) / len(cosines) if cosines else "",  # mean over the poisoned rounds
             "attackers_weight": sum(weights) / len(weights) if weights else "",  # mean weight an attacker got
             "honest_dropped": sum(dropped) / len(dropped) if any(r.kept for r in records) else "",  # per round
             "virtual_seconds": last.virtual_seconds,

@@ -4,6 +4,7 @@
     x, y = data.client_batch(k, server_round, seed)    # client k's images in the order it trains on them
     delta = local_update(model, params, x, y, config)  # its message: Delta_k = w_t - w_E^k (Eq. 1)
     loss, accuracy = evaluate(model, params, data.test_images, data.test_labels)
+    start = initial_params(config, model)              # round 0's model (pretrained on public images)
 
 FedAvg's client (McMahan et al. 2017, Algorithm 1, ClientUpdate): starting from the global weights
 w_t, E local epochs of mini-batch SGD of size B and learning rate eta, here as the lab's own
@@ -19,6 +20,11 @@ noised version (Abadi et al. 2016), then the message is compressed.
 The clients hold the bundled train sample minus the attacker's public images (its first
 `PUBLIC_IMAGES`, see `engine.experiment.auxiliary_images`), split IID, by Dirichlet or by shards
 with the `data` section's settings; the server tests on the bundled test sample.
+
+Round 0's model is the architecture's seeded initial weights or, with `federation.pretrain` = P > 0,
+those weights after P epochs of the same SGD on the server's own public images (no client holds
+them): a server rarely starts from nothing, and model replacement (Bagdasaryan et al. 2020) aims
+at a model that has already learnt, whose honest updates are small.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ from torch.func import functional_call
 
 from ..config import Config
 from ..data import Batch, ImageSet, load_dataset, split_clients, to_model_input
-from ..leakage import Params, batch_gradient, client_update, soft_cross_entropy
+from ..leakage import Params, batch_gradient, client_update, model_parameters, soft_cross_entropy
 
-__all__ = ["PUBLIC_IMAGES", "FederatedData", "federated_data", "local_steps", "local_update", "evaluate", "round_generator"]
+__all__ = ["PUBLIC_IMAGES", "FederatedData", "federated_data", "initial_params", "local_steps", "local_update",
+           "evaluate", "round_generator"]
 
 PUBLIC_IMAGES = 1000  # the first train images belong to the attacker's public set, never to a client
 
@@ -97,6 +104,19 @@ def federated_data(config: Config) -> FederatedData:
     """The clients' shares for `config` (data set, split and seed from `data`, count from `federation`)."""
     d, f = config.data, config.federation
     return _cached(d.dataset, d.root, d.download, f.clients, d.split, d.alpha, d.shards_per_client, config.seed)
+
+
+def initial_params(config: Config, model: nn.Module) -> Params:
+    """Round 0's global weights: `model`'s own, or after `federation.pretrain` epochs on the public images."""
+    f = config.federation
+    params = {name: w.detach().clone() for name, w in model_parameters(model).items()}
+    if f.pretrain == 0:
+        return params
+    public = federated_data(config)
+    images, labels = public.train_images[:PUBLIC_IMAGES], public.train.labels[:PUBLIC_IMAGES]
+    steps = math.ceil(f.pretrain * len(images) / f.batch_size)  # ceil(P n / B), the clients' schedule
+    delta = client_update(model, params, images, labels, "fedavg", steps, f.lr, f.batch_size)  # Eq. (1)
+    return {name: params[name] - delta[name].detach() for name in params}
 
 
 def local_steps(images: int, config: Config) -> int:
