@@ -56,3 +56,12 @@ def test_the_lecture_step_follows_the_fl_run_and_opens_on_its_recording():
     assert "Recorded earlier" in texts(at)
     assert metric(at, "attacked (FedAvg, sign flip (sends -10 x its update))") == "10.0%"
     assert float(metric(at, "defended (MultiKrum)").rstrip("%")) > 50
+
+
+def test_the_recorded_backdoor_hides_behind_a_clean_accuracy_that_barely_moves():
+    at = open_page("pages/poisoned.py", **{"federation.attack": "backdoor", "federation.strategy": "norm_clip"})
+    shown = texts(at)
+    assert "Recorded earlier" in shown and "pretrained on its own public digits" in shown
+    clean = float(metric(at, "clean (FedAvg, no attacker)").rstrip("%"))
+    attacked = float(metric(at, "attacked (FedAvg, backdoor (a white square -> 1))").rstrip("%"))
+    assert clean > 85 and attacked > clean - 5  # the backdoor is not seen in the accuracy
