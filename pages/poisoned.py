@@ -106,17 +106,16 @@ st.caption("Dashed: chance (1 in 10).")
 bent = [{"round": r + 1, "cosine": c, "run": names[label]} for label, o in result.items() if label != "clean"
         for r, c in enumerate(o.honest_cosine) if c is not None]
 if bent:
-    draw.curve(pd.DataFrame(bent), "round", "cosine", "cosine with the honest phones' step", color="run",
-               rule=0.0, ordinal=True, height=160)
-    st.caption("Where each round's step pointed, against the step the honest phones alone would have given: 1 = "
+    draw.curve(pd.DataFrame(bent), "round", "cosine", "cosine", color="run", rule=0.0, ordinal=True, height=160)
+    st.caption("Cosine of each round's step with the step the honest phones alone would have given: 1 = "
                "the attackers moved nothing, 0 = a right angle (dashed), -1 = backwards. Only the lab can draw "
                "this: the server does not know who is honest.")
 if f.attack in ("backdoor", "label_flip"):
     what = ("triggered test digits the model calls 1" if f.attack == "backdoor"
             else "test 7s the model calls 1")
     if f.attack == "backdoor":
-        st.caption("Here the server starts from a model it pretrained on its own public digits (3 epochs, about "
-                   "83% right), as model replacement assumes a model that has learnt. The backdoor's phones train "
+        st.caption("Here the server starts from a model it pretrained on its own public digits (3 epochs: round 0 "
+                   "of the curve), as model replacement assumes a model that has learnt. The backdoor's phones train "
                    "honestly in round 1; from round 2 half of their images carry the white square and the label 1, "
                    "and they scale their update by n / f = 5 so that it survives the averaging. The clean accuracy "
                    "hardly moves, so nobody watching it would notice. Norm clipping cuts every update back to the "
@@ -124,7 +123,8 @@ if f.attack in ("backdoor", "label_flip"):
     rows = [{"round": r + 1, "attack success": s, "run": names[label]} for label, o in result.items()
             if label != "clean" for r, s in enumerate(o.attack_success) if s is not None]
     if rows:
-        draw.curve(pd.DataFrame(rows), "round", "attack success", f"attack success: {what}", color="run", ordinal=True)
+        draw.curve(pd.DataFrame(rows), "round", "attack success", "attack success", color="run", ordinal=True)
+        st.caption(f"Attack success: the share of {what}.")
 
 # --- 3. who the aggregator kept ---------------------------------------------------------------------------
 defended = result["defended"]
@@ -172,7 +172,8 @@ common.try_this(
     "Now pick **ALIE** and the **median**: in the grid the attackers are kept as often as the honest phones.",
     "**IPM** against **Krum**: Krum picks an attacker's update (see the grid) and the model stops learning.",
     "Turn on **Non-IID** with nobody attacking and Krum: count the honest phones it drops.",
-    "**Backdoor** with FedAvg, then **norm clipping**: the trigger's success falls from 100% to about 2%, and the clean accuracy hardly moved.",
+    "**Backdoor** with FedAvg, then **norm clipping**: the trigger's success falls from 100% to about 2%; the "
+    "clean accuracy hardly moved in either.",
     "Turn on **Secure aggregation** with a robust aggregator: the server can no longer see whom to drop.",
 )
 common.page_next("dlg", "how the server inverts one update")
