@@ -155,6 +155,9 @@ if table:
     grid = pd.DataFrame(table["accuracy"]).rename(index=STRATEGIES)
     st.dataframe(grid.style.format("{:.0%}", na_rep="-").map(lambda v: shade(v, 0.1, float(grid.max().max()))))
     st.caption(f"Test accuracy after the run, recorded: {table['setting']}.")
+    if "backdoor" in table.get("success", {}):
+        said = ", ".join(f"{STRATEGIES.get(s, s)} {v:.0%}" for s, v in table["success"]["backdoor"].items())
+        st.caption(f"The backdoor column's clean accuracy hides it; its success on triggered digits: {said}.")
 
 st.markdown(
     "**What to notice.** A mean has no defence: 20% of phones sending -10x their update drag FedAvg to chance. "

@@ -66,15 +66,18 @@ def table_from(markdown: Path) -> dict:
     setting = lines[start].removeprefix("### Test accuracy ").strip()
     header = [c.strip() for c in lines[start + 1].strip("|").split("|")]
     table: dict[str, dict[str, float]] = {a: {} for a in header[1:]}
+    success: dict[str, dict[str, float]] = {}  # the bracketed share: triggered digits (or 7s) called the target
     for line in lines[start + 3:]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
         for attack, cell in zip(header[1:], cells[1:]):
-            number = re.match(r"([\d.]+)%", cell)
+            number = re.match(r"([\d.]+)%(?: \(([\d.]+)%\))?", cell)
             if number:
                 table[attack][cells[0]] = float(number.group(1)) / 100
-    return {"setting": setting, "accuracy": table}
+                if number.group(2):
+                    success.setdefault(attack, {})[cells[0]] = float(number.group(2)) / 100
+    return {"setting": setting, "accuracy": table, "success": success}
 
 
 def main() -> None:
