@@ -163,8 +163,10 @@ st.markdown(
     "**What to notice.** A mean has no defence: 20% of phones sending -10x their update drag FedAvg to chance. "
     "MultiKrum drops the updates far from the crowd and recovers. But every robust rule assumes what an attack "
     "looks like: ALIE sends the honest mean shifted by less than one honest standard deviation, so the "
-    "**median** takes the attackers' values as often as anyone's (see the grid) and each round is bent a little "
-    "(in a few rounds only a few points; it adds up over a long run); IPM with a small epsilon sends identical "
+    "**median** takes the attackers' values as often as anyone's (see the grid) and no rule can drop them. Here "
+    "that bends each round only a little (the cosine curve): ALIE was built against distributed SGD, where every "
+    "one of thousands of gradient steps is shifted; phones that train a whole epoch agree closely, and a shift "
+    "of a fraction of their spread costs a few points at most. IPM with a small epsilon sends identical "
     "updates that **Krum** finds the most central of all, and the model stops learning. A **backdoor** is "
     "quieter still: the clean accuracy hardly moves, so nobody watching it notices, while a white square turns "
     "almost any digit into a 1; norm clipping and FLTrust take away the boost it needs. With non-IID data the "
@@ -172,7 +174,8 @@ st.markdown(
 )
 common.try_this(
     "Sign flip, 20%: FedAvg collapses; switch the aggregator to **MultiKrum** and rerun: the curve comes back.",
-    "Now pick **ALIE** and the **median**: in the grid the attackers are kept as often as the honest phones.",
+    "Now pick **ALIE** and the **median**: in the grid the attackers are kept as often as the honest phones, "
+    "and the cosine curve shows how far they bend each round.",
     "**IPM** against **Krum**: Krum picks an attacker's update (see the grid) and the model stops learning.",
     "Turn on **Non-IID** with nobody attacking and Krum: count the honest phones it drops.",
     "**Backdoor** with FedAvg, then **norm clipping**: the trigger's success falls from 100% to about 2%; the "
