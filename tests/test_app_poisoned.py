@@ -22,9 +22,12 @@ def test_sign_flippers_against_multikrum_live():
     attacked = float(metric(at, "attacked (FedAvg, sign flip (sends -10 x its update))").rstrip("%"))
     defended = float(metric(at, "defended (MultiKrum)").rstrip("%"))
     assert attacked <= 15.0 < defended
-    grid = at.dataframe[0].value
+    grid = next(d.value for d in at.dataframe if str(d.value.index[0]).startswith("phone"))
     attackers = [row for row in grid.index if "attacker" in row]
     assert len(attackers) == 3 and (grid.loc[attackers] == 0.0).all().all()  # dropped in every round
+    steps = at.dataframe[0].value  # each round's cosine with the honest phones' step
+    assert (steps.loc["attacked (FedAvg, sign flip (sends -10 x its update))"] < 0).all()
+    assert (steps.loc["defended (MultiKrum)"] > 0.99).all()
 
 
 def test_secure_aggregation_with_a_robust_aggregator_is_refused_with_the_reason():
