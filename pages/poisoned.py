@@ -103,15 +103,6 @@ frame = pd.DataFrame([{"round": r, "test accuracy": a, "run": names[label]}
                       for label, o in result.items() for r, a in enumerate(o.accuracy)])
 draw.curve(frame, "round", "test accuracy", "test accuracy", color="run", rule=0.1, ordinal=True)
 st.caption("Dashed: chance (1 in 10).")
-bent = {names[label]: [None if c is None else float(c) for c in o.honest_cosine]
-        for label, o in result.items() if label != "clean" and any(c is not None for c in o.honest_cosine)}
-if bent:
-    st.markdown("**Did each round's step follow the honest phones?**")
-    table = pd.DataFrame(bent, index=[f"round {r + 1}" for r in range(len(next(iter(bent.values()))))]).T
-    st.dataframe(table.style.format("{:+.2f}", na_rep="-").map(lambda v: shade(v, -1.0, 1.0)))
-    st.caption("Cosine of each round's step with the step the honest phones alone would have given: +1 = the "
-               "attackers moved nothing, 0 = a right angle, -1 = backwards. Only the lab can measure this: the "
-               "server does not know who is honest.")
 if f.attack in ("backdoor", "label_flip"):
     what = ("triggered test digits the model calls 1" if f.attack == "backdoor"
             else "test 7s the model calls 1")
@@ -127,6 +118,15 @@ if f.attack in ("backdoor", "label_flip"):
     if rows:
         draw.curve(pd.DataFrame(rows), "round", "attack success", "attack success", color="run", ordinal=True)
         st.caption(f"Attack success: the share of {what}.")
+bent = {names[label]: [None if c is None else float(c) for c in o.honest_cosine]
+        for label, o in result.items() if label != "clean" and any(c is not None for c in o.honest_cosine)}
+if bent:
+    st.markdown("**Did each round's step follow the honest phones?**")
+    table = pd.DataFrame(bent, index=[f"round {r + 1}" for r in range(len(next(iter(bent.values()))))]).T
+    st.dataframe(table.style.format("{:+.2f}", na_rep="-").map(lambda v: shade(v, -1.0, 1.0)))
+    st.caption("Cosine of each round's step with the step the honest phones alone would have given: +1 = the "
+               "attackers moved nothing, 0 = a right angle, -1 = backwards. Only the lab can measure this: the "
+               "server does not know who is honest.")
 
 # --- 3. who the aggregator kept ---------------------------------------------------------------------------
 defended = result["defended"]
