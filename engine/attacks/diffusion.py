@@ -26,8 +26,9 @@ update that is a guided denoising step.
 Where the chain starts (``start``):
 - "noise": x_T ~ N(0, I), the whole chain from T (pure DPS). Measured here (FINDINGS, "A small diffusion
   prior"): on a batch of 32 a CPU-sized model from noise loses to the VAE (12-14 dB against 22).
-- "vae" (the default): the VAE attack's MAP digits (prior.py, Eq. 3 and its refinement) for a share of the
-  time, noised to a middle step t0 by Eq. (1) of the diffusion model and guided back down: the VAE finds
+- "vae" (the default): the VAE attack's MAP digits (prior.py, Eq. 3 and its refinement) for all of each
+  restart's time but what the chain needs (its guided step timed on the batch, times the steps, times a
+  margin: at batch 32 about a sixth of a minute; the VAE gets at least ``vae_share``), noised to a middle step t0 by Eq. (1) of the diffusion model and guided back down: the VAE finds
   which digit is where, the diffusion model redraws the strokes the VAE's decoder cannot. The attack's own
   distance decides at the end: the lowest-loss images of the chain (any clean estimate on the way) or
   the VAE's, whichever fits the leaked gradient better.
@@ -73,7 +74,8 @@ class DiffusionSettings:
     inner: int = 2  # pnp: signed-Adam steps of Eq. (3) per reverse step
     inner_lr: float = 0.01  # pnp: their step size
     proximity: float = 1.0  # pnp: lambda of Eq. (3)
-    vae_share: float = 0.7  # start="vae": each restart's share of time for the VAE stage
+    vae_share: float = 0.7  # start="vae": each restart's least share of time for the VAE stage
+    chain_margin: float = 1.25  # start="vae": the VAE stage gets all but this many times the chain's timed need
     restarts: int = 1  # posterior samples: the best is the MAP, the spread is over all
     iterations: int = 400  # the VAE stage's latent steps (its time share usually ends it first)
     refine: int = 200  # the VAE stage's refinement steps
@@ -166,20 +168,24 @@ class DiffusionPriorAttack:
         `done`, with the MAP images and, over the restarts, the per-pixel `spread`."""
         self.check(leak)
         s = self.settings
+        # the chain's timed need: the VAE stage may have the rest of each restart, when that is more than its share
+        chain = s.chain_margin * s.sampler_steps * self.seconds_per_step(leak) if s.start == "vae" and s.time_limit else 0.0
         clock = _Clock()
         device = next(iter(leak.params.values())).device
         self.prior.vae.to(device)
         self.diffusion.model.to(device)
         labels = self.labels(leak, None if true_labels is None else true_labels.cpu()).to(device)
         yield from run_restarts(
-            lambda restart, deadline, samples: self._restart(leak, labels, restart, clock, deadline, samples),
+            lambda restart, deadline, samples: self._restart(leak, labels, restart, clock, deadline, samples, chain),
             s.restarts, s.time_limit, clock, labels,
             f"finished {s.restarts} restart(s) ({s.start} start, {s.sampler_steps} guided {s.guidance} steps)",
             lambda: torch.full((leak.num_images, *leak.image_shape), 0.5, device=device),
         )
 
-    def _restart(self, leak, labels, restart, clock, deadline, samples) -> Generator[AttackStep, None, _Sample | None]:
-        """One restart: the start (VAE MAP noised to t0, or noise), then the guided chain down to t = 0."""
+    def _restart(self, leak, labels, restart, clock, deadline, samples, chain: float = 0.0
+                 ) -> Generator[AttackStep, None, _Sample | None]:
+        """One restart: the start (VAE MAP noised to t0, or noise), then the guided chain down to t = 0.
+        ``chain``: seconds the chain needs; the VAE stage gets the rest of the restart's time, at least its share."""
         s = self.settings
         model = self.diffusion.model
         device = labels.device
@@ -190,7 +196,7 @@ class DiffusionPriorAttack:
         kept: _Sample | None = None
         taken = 0
         if s.start == "vae":
-            vae_deadline = begin + (deadline - begin) * s.vae_share
+            vae_deadline = max(begin + (deadline - begin) * s.vae_share, deadline - chain)
             space, basis = self.vae.refinement(leak)
             run = self.vae._restart(leak, labels, restart, clock, vae_deadline, samples, space, basis)
             last = None
