@@ -25,7 +25,7 @@ from ..models import create_model
 from .poison import poison_data, poison_message
 from .task import federated_data, local_update, round_generator
 
-__all__ = ["app", "lab_config", "architecture", "to_params", "to_arrays"]
+__all__ = ["app", "lab_config", "architecture", "to_params", "to_arrays", "partition_of"]
 
 app = ClientApp()
 
@@ -91,3 +91,12 @@ def train(msg: Message, context: Context) -> Message:
     weights = {name: params[name] - delta[name] for name in params}  # w_E = w_t - Delta_k
     metrics = MetricRecord({"num-examples": len(batch), "partition-id": client})
     return Message(content=RecordDict({"arrays": to_arrays(weights), "metrics": metrics}), reply_to=msg)
+
+
+@app.query()
+def partition_of(msg: Message, context: Context) -> Message:
+    """Which share this node holds: the server asks once where node ids are random (Ray, SuperNodes),
+    so that its seeded sample picks the same partitions as the in-process grid's ids 1..K."""
+    metrics = MetricRecord({"partition-id": int(context.node_config["partition-id"])})
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import Config
 from .client_app import architecture, lab_config, to_arrays, to_params
+from .grid import InProcessGrid
 from .poison import attack_success
 from .strategy import RoundOutcome, create_strategy
 from .task import evaluate, federated_data, initial_params
@@ -48,8 +49,17 @@ def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> N
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     initial = initial_params(config, model)
+    if config.federation.fraction < 1 and not isinstance(grid, InProcessGrid):  # random node ids: ask each node
+        strategy.partitions = partitions(grid)
     strategy.start(grid, to_arrays(initial), num_rounds=config.federation.rounds,
                    timeout=config.federation.deadline, evaluate_fn=evaluate_fn)
+
+
+def partitions(grid: Grid, timeout: float = 600.0) -> dict[int, int]:
+    """node id -> partition id, from one QUERY message to every node (the ClientApp's `partition_of`)."""
+    asks = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in grid.get_node_ids()]
+    return {m.metadata.src_node_id: int(m.content["metrics"]["partition-id"])
+            for m in grid.send_and_receive(asks, timeout=timeout) if not m.has_error()}
 
 
 app = ServerApp()

@@ -158,6 +158,10 @@ def ray_client_app(config: Config, app: Optional[ClientApp] = None) -> ClientApp
         return inner(msg, Context(context.run_id, context.node_id, context.node_config, context.state, run_config,
                                   context.series_id))
 
+    @wrapped.query()
+    def query(msg: Message, context: Context) -> Message:  # which partition the node holds
+        return inner(msg, context)
+
     return wrapped
 
 

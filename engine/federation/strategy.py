@@ -5,7 +5,9 @@
     strategy.outcomes[r]                      # what round r did: its view, who replied, why it aborted
 
 1. Sampling is seeded (Flower samples with the process-wide `random`): the same seed samples the
-   same clients, so a run repeats bit for bit.
+   same clients, so a run repeats bit for bit; on a runtime whose node ids are random (Ray, SuperNodes)
+   the server first asks each node its partition (`partitions`) and samples in partition order, so
+   every runtime trains the same clients.
 2. What the server saw is kept per round on request (`federation.keep_views`): the global weights
    it sent, each reply's update Delta_k = w_t - w_k with its size, and the aggregate. That is the
    honest-but-curious server's material for an attack on any round.
@@ -107,10 +109,11 @@ class LabStrategy:
         self.lab = lab
         self.outcomes: dict[int, RoundOutcome] = {}
         self._sent: dict[int, ArrayRecord] = {}
+        self.partitions: dict[int, int] = {}  # node id -> partition id, where the runtime's node ids are random
 
     # -- 1. seeded sampling -------------------------------------------------------------------
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        nodes = sorted(grid.get_node_ids())
+        nodes = sorted(grid.get_node_ids(), key=lambda node: self.partitions.get(node, node))  # partition order
         count = min(len(nodes), max(int(len(nodes) * self.fraction_train), self.min_train_nodes))
         chosen = random.Random(self.lab.seed * 100_003 + server_round).sample(nodes, count)
         config["server-round"] = server_round
