@@ -270,10 +270,10 @@ def write_card(out: Path, card: dict) -> Path:
         base2=2 * recipe.base,
         samples_note=("Samples from pure noise are still noise after so few steps: a placeholder, good for the "
                       "wrong-prior demonstration only" if card["steps"] < 500 else
-                      f"Samples from pure noise are strokes, not yet clean "
-                      f"{'digits' if card['name'] == 'mnist' else 'garments'}" if card["steps"] < 5000 else
-                      f"Samples from pure noise are mostly recognisable "
-                      f"{'digits' if card['name'] == 'mnist' else 'garments'}, some only strokes"),
+                      "Samples from pure noise are garment shapes (tops, bags, shoes, trousers) with blotchy "
+                      "textures, not yet clean garments" if card["name"] == "fashion_mnist" else
+                      "Samples from pure noise are strokes, not yet clean digits" if card["steps"] < 5000 else
+                      "Samples from pure noise are mostly recognisable digits, some only strokes"),
         **card,
     ))
     return path
