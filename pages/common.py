@@ -93,8 +93,9 @@ PAGES = (
              "Watch random noise turn into the private images, one stage at a time."),
     PageInfo("stronger", "pages/stronger.py", "Stronger attacks", ":material/bolt:",
              "Labels from the gradient, DLG against Inverting Gradients, bigger batches."),
-    PageInfo("prior", "pages/prior.py", "The VAE prior", ":material/auto_awesome:",
-             "Batches of 16-32: a generative model of digits searches 16 numbers per image instead of 784 pixels."),
+    PageInfo("prior", "pages/prior.py", "The image prior", ":material/auto_awesome:",
+             "Batches of 16-32: a VAE of digits searches 16 numbers per image instead of 784 pixels; a diffusion "
+             "model redraws the strokes."),
     PageInfo("defences", "pages/defences.py", "Defences and their price", ":material/shield:",
              "Noise with its privacy budget, compression, secure aggregation: what stops the attack, at what price."),
     PageInfo("dishonest", "pages/dishonest.py", "A dishonest server", ":material/gpp_bad:",

@@ -47,7 +47,8 @@ STEPS = (
     Step("stronger", "Stronger attacks", ("data.batch_size=4",),
          "Run DLG against Inverting Gradients on the same leak, then the batch-size sweep."),
     Step("prior", "A prior for 16 digits", (),
-         "Press *Race it against Inverting Gradients*: 16 digits, the same seconds. Then look at the spread map."),
+         "Press *Race it against Inverting Gradients*: 16 digits, the same seconds. Then look at the spread map, "
+         "and press *Race the VAE against diffusion*: the two priors on the same leak."),
     Step("defences", "Noise, and its price", ("data.batch_size=1", "attack.iterations=300"),
          "Drag *Noise multiplier sigma* to 1: epsilon falls from ∞ to 0.67. Press *Run DLG on both*: the noisy "
          "digit drowns. Section 4 shows what that noise costs the model's accuracy."),

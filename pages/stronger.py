@@ -190,4 +190,4 @@ common.try_this(
     "Switch the model to *ConvNet (ReLU)* on *Pick a batch* and race again: the winner can change.",
     "Run the sweep with 16 included: where does the curve fall below 20 dB?",
 )
-common.page_next("prior", "The VAE prior: what a generative model of digits adds to the attack")
+common.page_next("prior", "The image prior: what a generative model of digits (VAE or diffusion) adds to the attack")

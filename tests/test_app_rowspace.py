@@ -1,4 +1,4 @@
-"""The VAE prior page with the MLP victim: the row-space box appears and a batch of 8 comes back exactly."""
+"""The image prior page (VAE) with the MLP victim: the row-space box appears and a batch of 8 comes back exactly."""
 
 from __future__ import annotations
 

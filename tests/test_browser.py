@@ -319,7 +319,7 @@ def test_two_sessions_attack_at_once(browser, server):
 def test_prior_page_turns_the_prior_on(page, server, shots):
     """The VAE prior on a small batch: the run ends with a reconstruction, its spread and the training-set check."""
     tab = page
-    open_url(tab, f"{server}/prior?prior.batch=4&prior.seconds=4", "The VAE prior")
+    open_url(tab, f"{server}/prior?prior.batch=4&prior.seconds=4", "The image prior")
     assert metric(tab, "Pixels a pixel attack must find") == f"{4 * 784:,}"
     tab.get_by_role("button", name="Run the prior attack").click()
     tab.get_by_text("Ended:").wait_for(timeout=90_000)

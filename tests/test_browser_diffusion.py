@@ -9,7 +9,7 @@ def test_prior_page_races_the_vae_against_the_diffusion_prior(page, server, shot
     """Both priors on one leak of 4 digits: the table compares them, then the sampler's film from noise."""
     tab = page
     open_url(tab, f"{server}/prior?prior.batch=4&prior.seconds=6&prior.restarts=1&prior.kind=diffusion",
-             "The VAE prior")
+             "The image prior")
     tab.get_by_text("diffusion posterior sampling").first.wait_for()
     tab.get_by_role("button", name="Race the VAE against diffusion").click()
     tab.get_by_text("The two priors on the same leak").wait_for(timeout=120_000)
