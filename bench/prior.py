@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--methods", default="vae_prior,ig,dlg")
     parser.add_argument("--seconds", type=float, default=60.0, help="time budget of every attack")
     parser.add_argument("--batches", type=int, default=1, help="leaked batches (seeds) per row")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first batch's seed (e.g. 8: batches nobody tuned a knob on)")
     parser.add_argument("--workers", type=int, default=2, help="attacks side by side (one thread each)")
     parser.add_argument("--restarts", type=int, default=1,
                         help="restarts of the prior attack, sharing its time (2+ gives the posterior spread)")
@@ -138,8 +140,9 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if "rowspace" in methods and any(parse_row(row)[0] != "mlp" for row in rows):
         parser.error("the rowspace control needs a fully connected first layer: give it mlp rows only")
+    seeds = range(args.first_seed, args.first_seed + args.batches)
     jobs = [(row, method, seed, args.seconds, args.restarts, tuple(args.set))
-            for row in rows for seed in range(args.batches) for method in methods]
+            for row in rows for seed in seeds for method in methods]
     card = load_prior("mnist").card
     print(f"MNIST prior: held-out reconstruction {card.get('heldout_psnr_db', float('nan')):.1f} dB "
           f"(the best any latent attack can do on average), -ELBO {card.get('heldout_neg_elbo_nats', float('nan')):.1f} nats")
@@ -165,7 +168,7 @@ def main() -> None:
                   f"{mean('ssim'):.2f} | {sum(labels) / len(labels) if labels else float('nan'):.0%} | "
                   f"{mean('seconds'):.0f} | {closer} |")
     if args.per_batch:
-        print("\n| victim:batch | method | PSNR dB of each batch (seed 0, 1, ...) |")
+        print(f"\n| victim:batch | method | PSNR dB of each batch (seed {seeds[0]}, {seeds[0] + 1}, ...) |")
         print("|---|---|---|")
         for row in rows:
             for method in methods:

@@ -147,7 +147,8 @@ class AttackConfig:
     prior: Optional[Literal["mnist", "fashion_mnist"]] = None  # vae_prior: the image prior; None = the data set's own
     refine: Optional[int] = None  # vae_prior: pixel steps after the latent phase; None = the preset's
     sigma_g: Optional[float] = None  # vae_prior: width of the gradient likelihood; None = the preset's
-    sampler_steps: Optional[int] = None  # diffusion_prior: guided denoising steps per restart; None = the preset's
+    sampler_steps: Optional[int] = None  # diffusion_prior: guided denoising steps per round; None = the preset's
+    rounds: Optional[int] = None  # diffusion_prior: rounds of re-noising and guided denoising; None = the preset's
     start: Optional[Literal["vae", "noise"]] = None  # diffusion_prior: chain from the VAE's MAP or pure noise
 
     def __post_init__(self) -> None:
@@ -163,6 +164,7 @@ class AttackConfig:
                  f"labels must be 'true' or 'recovered' for {self.name} (it draws images, not label logits)", self.labels)
         _require(self.sampler_steps is None or self.sampler_steps >= 1, "sampler_steps must be null or >= 1",
                  self.sampler_steps)
+        _require(self.rounds is None or 1 <= self.rounds <= 1000, "rounds must be null or in [1, 1000]", self.rounds)
         _require(self.restarts >= 1, "restarts must be >= 1", self.restarts)
         _require(self.restarts <= 100, "restarts must be at most 100 (each repeats the whole attack)", self.restarts)
         _require(self.auxiliary >= 0, "auxiliary must be >= 0 (0: the attacker holds no labelled images)", self.auxiliary)

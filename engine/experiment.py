@@ -190,7 +190,7 @@ def make_attack(
     if a.distance is not None:
         knobs["distance"] = a.distance
     if a.name == "diffusion_prior":
-        knobs.update({key: getattr(a, key) for key in ("refine", "sigma_g", "sampler_steps", "start")
+        knobs.update({key: getattr(a, key) for key in ("refine", "sigma_g", "sampler_steps", "rounds", "start")
                       if getattr(a, key) is not None})
         name = prior_name(config)
         return create_attack(
