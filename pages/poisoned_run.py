@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
-from engine.config import Config, to_json
+from engine.config import Config, to_dict
 
 SIZE = {"federation.clients": 15, "federation.fraction": 1.0, "federation.rounds": 4, "federation.local_epochs": 1}
 PAGE_RUN = ["model.name=convnet", *(f"{k}={v}" for k, v in SIZE.items()), "federation.deadline=1e6",
@@ -28,5 +30,19 @@ def size_differs(config: Config) -> bool:
 
 
 def key_of(config: Config) -> str:
-    """The recording's key for a run config."""
-    return hashlib.sha1(to_json(config).encode()).hexdigest()[:12]
+    """The recording's key for a run config: a hash of the settings that differ from the defaults, so a
+    setting new to the engine (at its default) leaves every recording's key as it was."""
+    default = _flat(to_dict(Config()))
+    changed = {k: v for k, v in _flat(to_dict(config)).items() if k not in default or v != default[k]}
+    return hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"federation": {"rounds": 4}} -> {"federation.rounds": 4}; tuples as lists, as JSON has them."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat

@@ -90,7 +90,7 @@ def main() -> None:
     if args.table:
         data["table"] = table_from(args.table)
     if not args.only_table:
-        data["runs"], memo = {}, {}  # recorded afresh: a changed config field changes every key
+        data["runs"], memo = {}, {}  # recorded afresh: a changed default changes the keys of what differs from it
         for setting in SETTINGS:
             key, three = runs(setting, memo)
             data["runs"][key] = three
