@@ -40,6 +40,8 @@ def test_drag_dropout_run_and_attack_round_5(page, server, shots):  # noqa: F811
 
     page.get_by_role("button", name="Attack it with DLG").click()
     page.get_by_role("heading", name="DLG in four stages").first.wait_for(timeout=120_000)
+    # the page's heading comes first; the leak of round 5 is rebuilt before the rest of the page is drawn
+    page.get_by_text("round 5 of the federated run").first.wait_for(timeout=120_000)
     settle(page)
     clean(page)
     assert "round 5 of the federated run" in page.locator("[data-testid=stMain]").inner_text()
