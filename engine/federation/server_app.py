@@ -50,16 +50,28 @@ def run_server(grid: Grid, config: Config, report: Optional[Report] = None) -> N
 
     initial = initial_params(config, model)
     if config.federation.fraction < 1 and not isinstance(grid, InProcessGrid):  # random node ids: ask each node
-        strategy.partitions = partitions(grid)
+        strategy.partitions = partitions(grid, config.federation.clients)
     strategy.start(grid, to_arrays(initial), num_rounds=config.federation.rounds,
                    timeout=config.federation.deadline, evaluate_fn=evaluate_fn)
 
 
-def partitions(grid: Grid, timeout: float = 600.0) -> dict[int, int]:
-    """node id -> partition id, from one QUERY message to every node (the ClientApp's `partition_of`)."""
-    asks = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in grid.get_node_ids()]
-    return {m.metadata.src_node_id: int(m.content["metrics"]["partition-id"])
-            for m in grid.send_and_receive(asks, timeout=timeout) if not m.has_error()}
+def partitions(grid: Grid, nodes: int, timeout: float = 600.0) -> dict[int, int]:
+    """node id -> partition id, from one QUERY message to every node (the ClientApp's `partition_of`).
+    The runtime registers its nodes as they start (Ray's may not be there yet when the server starts:
+    an empty answer once sampled by random node id), so first wait until all `nodes` are, and ask
+    again any node whose answer did not come."""
+    began = time.monotonic()
+    found: dict[int, int] = {}
+    while time.monotonic() - began < timeout:
+        ids = [node for node in grid.get_node_ids() if node not in found]
+        if len(found) + len(ids) >= nodes:
+            asks = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in ids]
+            found.update({m.metadata.src_node_id: int(m.content["metrics"]["partition-id"])
+                          for m in grid.send_and_receive(asks, timeout=timeout) if not m.has_error()})
+            if len(found) >= nodes:
+                break
+        time.sleep(0.2)
+    return found
 
 
 app = ServerApp()
