@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
-from engine.config import Config, to_dict
+from engine.config import Config
+from pages.common import encode
 
 SIZE = {"federation.clients": 15, "federation.fraction": 1.0, "federation.rounds": 4, "federation.local_epochs": 1}
 PAGE_RUN = ["model.name=convnet", *(f"{k}={v}" for k, v in SIZE.items()), "federation.deadline=1e6",
@@ -30,19 +30,6 @@ def size_differs(config: Config) -> bool:
 
 
 def key_of(config: Config) -> str:
-    """The recording's key for a run config: a hash of the settings that differ from the defaults, so a
-    setting new to the engine (at its default) leaves every recording's key as it was."""
-    default = _flat(to_dict(Config()))
-    changed = {k: v for k, v in _flat(to_dict(config)).items() if k not in default or v != default[k]}
-    return hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"federation": {"rounds": 4}} -> {"federation.rounds": 4}; tuples as lists, as JSON has them."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
+    """The recording's key for a run config: a hash of the settings that differ from the defaults (the
+    page link's), so a setting new to the engine (at its default) leaves every recording's key as it was."""
+    return hashlib.sha1(json.dumps(encode(config), sort_keys=True).encode()).hexdigest()[:12]
