@@ -73,7 +73,8 @@ def one(job: tuple[str, str, int, float, int, tuple[str, ...]]) -> dict:
         if step is None:  # no slice to fit in (noise hides it): nothing to score
             nan = float("nan")
             return {"row": row, "method": method, "seed": seed, "observed": setup.leak.observed,
-                    "pixels": setup.leak.num_images * setup.images[0].numel(), "psnr": nan, "ssim": nan,
+                    "pixels": setup.leak.num_images * setup.images[0].numel(), "images": setup.leak.num_images,
+                    "psnr": nan, "ssim": nan,
                     "labels": None, "seconds": nan, "closer": None}
     else:
         step = make_attack(config).run(setup.leak, setup.attacker_labels)
@@ -81,8 +82,8 @@ def one(job: tuple[str, str, int, float, int, tuple[str, ...]]) -> dict:
     e = result.evaluation
     record = {
         "row": row, "method": method, "seed": seed, "observed": setup.leak.observed,
-        "pixels": setup.leak.num_images * setup.images[0].numel(), "psnr": e.psnr, "ssim": e.ssim,
-        "labels": e.label_accuracy, "seconds": result.seconds, "closer": None,
+        "pixels": setup.leak.num_images * setup.images[0].numel(), "images": setup.leak.num_images,
+        "psnr": e.psnr, "ssim": e.ssim, "labels": e.label_accuracy, "seconds": result.seconds, "closer": None,
     }
     if method in PRIOR_METHODS:
         record["closer"] = prior_check(setup, result)["closer_to_victim"]
@@ -163,7 +164,7 @@ def main() -> None:
             mine = [r for r in records if r["row"] == row and r["method"] == method]
             mean = lambda key: sum(r[key] for r in mine) / len(mine)  # noqa: E731
             labels = [r["labels"] for r in mine if r["labels"] is not None]
-            closer = "" if mine[0]["closer"] is None else f"{mean('closer'):.0%}"
+            closer = "" if mine[0]["closer"] is None else f"{mean('closer'):.1%}"
             print(f"| {row} | {mine[0]['observed']:,} | {mine[0]['pixels']:,} | {method} | {mean('psnr'):.1f} | "
                   f"{mean('ssim'):.2f} | {sum(labels) / len(labels) if labels else float('nan'):.0%} | "
                   f"{mean('seconds'):.0f} | {closer} |")
@@ -174,6 +175,9 @@ def main() -> None:
             for method in methods:
                 mine = sorted((r for r in records if r["row"] == row and r["method"] == method), key=lambda r: r["seed"])
                 print(f"| {row} | {method} | {' '.join(format(r['psnr'], '.1f') for r in mine)} |")
+                if method in PRIOR_METHODS:  # how many of each batch's images are nearer their victim
+                    near = " ".join(f"{round(r['closer'] * r['images'])}/{r['images']}" for r in mine)
+                    print(f"| {row} | {method}: nearer their victim | {near} |")
     print(f"\n{time.perf_counter() - start:.0f} s in all; load average at the end: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
