@@ -416,7 +416,7 @@ if run is not None and len(run.jobs) > 1 and not run.jobs[-1].title.startswith("
         st.caption("Same batch, same seconds. *Nearer their victim*: reconstructions closer to the private image "
                    "than to any image the prior was trained on: sharper is only better if it is the victim's digit, "
                    "not the prior's favourite. Measured on 16 batches of 32 on the wider ConvNet (README, 60 s "
-                   "each), the diffusion prior beat the VAE on every one: 21.6 dB against 18.9 on average, 83% of "
+                   "each), the diffusion prior beat the VAE on 15 of them: 22.0 dB against 18.9 on average, 81% of "
                    "images nearer their victim against 71%. On the small LeNet it loses (its gradient has fewer "
                    "numbers than the batch has pixels: fitting it harder fits a wrong batch better).")
 
