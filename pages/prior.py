@@ -269,7 +269,8 @@ if kind == "diffusion":
     st.caption("Then it does it again, from the best guess of the last round, with a little less noise each round "
                "(t = 350 down to 100): much noise lets a round redraw a digit the last one got wrong, little noise "
                "only its strokes. The diffusion model can draw strokes the VAE's decoder cannot. The last rounds "
-               "all draw nearly the same digits, each with its own slips of the pen; the answer is their average, "
+               "all draw nearly the same digits, each with its own slips of the pen; when the time holds 8 rounds "
+               "or more (a minute at 32 images, one restart), the answer is the average of the last quarter, "
                "which is nearer the truth than any one of them (the attacker never sees the truth: it only knows "
                "that every one of them fits the leaked gradient).")
 r1, r2, r3 = st.columns(3)
@@ -378,7 +379,7 @@ else:
     st.markdown("**The private images** (hidden from the attacker)")
     draw.strip(s.images, common.class_names(s, s.labels), size=px, limit=32)
     st.markdown("**The reconstruction**: the restart whose gradient fits best (the VAE's MAP; for the diffusion "
-                "prior, the mean of that restart's last rounds)")
+                "prior, the mean of that restart's last rounds when it ran 8 or more)")
     draw.strip(result.reconstruction, [f"{s.dataset.classes[int(y)]} {p:.0f} dB" for y, p in
                                        zip(result.labels, ev.per_image_psnr)], size=px, limit=32)
     st.markdown("**Where the attacker is guessing**: how much the restarts disagree, pixel by pixel "
