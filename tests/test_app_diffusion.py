@@ -33,3 +33,15 @@ def test_prior_page_films_the_sampler_from_noise():
     at.button(key="prior.film.go").click().run()
     drain(at, lambda a: any("What to notice: the first frames" in m.value for m in a.markdown))
     assert any(c.value.startswith("Latest frame: PSNR") for c in at.caption)
+
+
+def test_prior_page_offers_the_diffusion_showcase_where_the_diffusion_prior_loses():
+    at = open_page("pages/prior.py", **{"prior.kind": "diffusion"})  # the defaults: LeNet, 16 images
+    assert not at.exception, at.exception
+    assert any("usually *loses* to the VAE" in m.value for m in at.markdown)
+    at.button(key="prior.showcase").click().run()
+    assert not at.exception, at.exception
+    state = {k: at.session_state[f"prior.{k}"] for k in ("victim", "batch", "seconds", "restarts")}
+    assert state == {"victim": "convnet32", "batch": 32, "seconds": 60, "restarts": 1}
+    assert at.query_params["prior.victim"] in ("convnet32", ["convnet32"])
+    assert not any(b.key == "prior.showcase" for b in at.button)  # set up: the hint has gone
